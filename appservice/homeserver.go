@@ -1,0 +1,172 @@
+package appservice
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	mxas "maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+)
+
+// Homeserver is the bridge's client side: it acts on Synapse as the bot or
+// as a ghost, and tracks whether Synapse is reachable.
+type Homeserver struct {
+	as    *mxas.AppService
+	cfg   *Config
+	log   zerolog.Logger
+	ready atomic.Bool
+
+	mu      sync.Mutex
+	lastErr error
+	lastOK  time.Time
+}
+
+// Check intervals of the connection loop.
+const (
+	minBackoff     = time.Second
+	maxBackoff     = time.Minute
+	healthInterval = 30 * time.Second
+)
+
+// NewHomeserver prepares the client; it makes no request.
+func NewHomeserver(cfg *Config, hs *HomeserverConfig, log zerolog.Logger) (*Homeserver, error) {
+	reg := &mxas.Registration{
+		ID:              cfg.ID,
+		URL:             cfg.Address,
+		AppToken:        cfg.ASToken,
+		ServerToken:     cfg.HSToken,
+		SenderLocalpart: cfg.Bot.Username,
+	}
+	as, err := mxas.CreateFull(mxas.CreateOpts{
+		Registration:     reg,
+		HomeserverDomain: hs.Domain,
+		HomeserverURL:    hs.Address,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to create homeserver client: %w", err)
+	}
+	log = log.With().Str("component", "homeserver").Logger()
+	as.Log = log
+	as.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	return &Homeserver{as: as, cfg: cfg, log: log}, nil
+}
+
+// Ready reports whether the last check of the homeserver connection passed.
+func (h *Homeserver) Ready() bool { return h.ready.Load() }
+
+// Status returns the last connection error (nil when ready) and the time of
+// the last successful check.
+func (h *Homeserver) Status() (lastErr error, lastOK time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lastErr, h.lastOK
+}
+
+// Bot is the bot's intent.
+func (h *Homeserver) Bot() *mxas.IntentAPI { return h.as.BotIntent() }
+
+// Intent acts as userID, which must be in our namespace.
+func (h *Homeserver) Intent(userID id.UserID) *mxas.IntentAPI { return h.as.Intent(userID) }
+
+// EnsureRegistered registers a ghost (or the bot) if the homeserver does not
+// know it yet; M_USER_IN_USE counts as done.
+func (h *Homeserver) EnsureRegistered(ctx context.Context, userID id.UserID) error {
+	intent := h.as.Intent(userID)
+	if intent == nil {
+		return fmt.Errorf("user %s is not on this homeserver", userID)
+	}
+	return intent.EnsureRegistered(ctx)
+}
+
+// Ping asks the homeserver to ping the bridge back through the appservice
+// API, which also makes Synapse retry any backlog at once. It returns the
+// round trip Synapse measured.
+func (h *Homeserver) Ping(ctx context.Context) (time.Duration, error) {
+	bot := h.as.BotIntent()
+	resp, err := bot.AppservicePing(ctx, h.cfg.ID, bot.TxnID())
+	if err != nil {
+		return 0, fmt.Errorf("failed to ping homeserver: %w", err)
+	}
+	return time.Duration(resp.DurationMS) * time.Millisecond, nil
+}
+
+// setUpBot registers the bot and sets its profile.
+func (h *Homeserver) setUpBot(ctx context.Context) error {
+	bot := h.as.BotIntent()
+	if err := bot.EnsureRegistered(ctx); err != nil {
+		return fmt.Errorf("failed to register bot: %w", err)
+	}
+	if err := bot.SetDisplayName(ctx, h.cfg.Bot.Displayname); err != nil {
+		return fmt.Errorf("failed to set bot display name: %w", err)
+	}
+	if h.cfg.Bot.Avatar != "" {
+		uri, _ := id.ParseContentURI(h.cfg.Bot.Avatar)
+		if err := bot.SetAvatarURL(ctx, uri); err != nil {
+			return fmt.Errorf("failed to set bot avatar: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run sets up the bot and pings the homeserver, retrying with backoff while
+// it is unreachable, then keeps checking it so that readiness follows the
+// homeserver's state. It returns when ctx ends. The appservice endpoints must
+// already be served, or Synapse's ping back fails.
+func (h *Homeserver) Run(ctx context.Context) {
+	backoff := minBackoff
+	botDone := false
+	for {
+		err := h.check(ctx, &botDone)
+		h.record(err)
+		wait := healthInterval
+		if err != nil {
+			wait, backoff = backoff, min(backoff*2, maxBackoff)
+			h.log.Warn().Err(err).Dur("retry_in", wait).Msg("Homeserver not ready")
+		} else {
+			backoff = minBackoff
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (h *Homeserver) check(ctx context.Context, botDone *bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ctx = h.log.WithContext(ctx)
+	if !*botDone {
+		if err := h.setUpBot(ctx); err != nil {
+			return err
+		}
+		*botDone = true
+		h.log.Info().Stringer("bot", h.as.BotMXID()).Msg("Bot registered")
+	}
+	took, err := h.Ping(ctx)
+	if err != nil {
+		return err
+	}
+	if !h.ready.Load() {
+		h.log.Info().Dur("round_trip", took).Msg("Homeserver connection works")
+	}
+	return nil
+}
+
+func (h *Homeserver) record(err error) {
+	h.mu.Lock()
+	h.lastErr = err
+	if err == nil {
+		h.lastOK = time.Now()
+	}
+	h.mu.Unlock()
+	h.ready.Store(err == nil)
+}
+
+var _ UserRegistrar = (*Homeserver)(nil)

@@ -1,0 +1,54 @@
+package appservice
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type serverMetrics struct {
+	transactions *prometheus.CounterVec
+	logged       prometheus.Counter
+	duration     prometheus.Histogram
+}
+
+func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
+	m := &serverMetrics{
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "openmeet_appservice_transactions_total",
+			Help: "Transactions pushed by the homeserver, by result.",
+		}, []string{"result"}),
+		logged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "openmeet_appservice_events_logged_total",
+			Help: "Timeline events written to the event log.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "openmeet_appservice_transaction_seconds",
+			Help:    "Time from receiving an applied transaction to answering it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.transactions, m.logged, m.duration} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *serverMetrics) txnResult(result string) {
+	m.transactions.WithLabelValues(result).Inc()
+}
+
+func (m *serverMetrics) txnDone(logged int, took time.Duration) {
+	m.transactions.WithLabelValues("applied").Inc()
+	m.logged.Add(float64(logged))
+	m.duration.Observe(took.Seconds())
+}

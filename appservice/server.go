@@ -1,0 +1,241 @@
+package appservice
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/ident"
+)
+
+// EventSink receives what a transaction brought, after it is durable. It is
+// called inside the request, so it must not block for long.
+type EventSink interface {
+	EventsLogged(ctx context.Context, events []*database.LoggedEvent)
+	EphemeralReceived(ctx context.Context, events []*Ephemeral)
+}
+
+// UserRegistrar makes sure a user of our namespace exists on the homeserver.
+type UserRegistrar interface {
+	EnsureRegistered(ctx context.Context, userID id.UserID) error
+}
+
+// AliasResolver creates the room behind an alias of our namespace on demand.
+// It returns false when the alias belongs to nothing the bridge knows.
+type AliasResolver interface {
+	ResolveAlias(ctx context.Context, alias id.RoomAlias) (bool, error)
+}
+
+// Server serves the endpoints Synapse calls under /_matrix/app/v1.
+type Server struct {
+	hsToken []byte
+	maxBody int64
+	db      *database.Database
+	namer   *ident.Namer
+	botID   id.UserID
+	log     zerolog.Logger
+	metrics *serverMetrics
+
+	Sink    EventSink
+	Users   UserRegistrar
+	Aliases AliasResolver
+}
+
+// NewServer builds the endpoint handlers. Sink, Users and Aliases may be set
+// afterwards; a nil one means "nothing to do" (Users: unknown; Aliases: 404).
+func NewServer(cfg *Config, domain string, db *database.Database, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+	namer, err := cfg.Namer(domain)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newServerMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		hsToken: []byte(cfg.HSToken),
+		maxBody: cfg.MaxBodyBytes,
+		db:      db,
+		namer:   namer,
+		botID:   cfg.BotUserID(domain),
+		log:     log.With().Str("component", "appservice").Logger(),
+		metrics: m,
+	}, nil
+}
+
+// Register mounts the endpoints on r. Everything under /_matrix/app that is
+// not one of them answers 404 M_UNRECOGNIZED, after the token check.
+func (s *Server) Register(r *mux.Router) {
+	sub := r.PathPrefix("/_matrix/app/").Subrouter()
+	sub.Use(s.authenticate)
+	sub.HandleFunc("/v1/transactions/{txnId}", s.putTransaction).Methods(http.MethodPut)
+	sub.HandleFunc("/v1/users/{userId}", s.getUser).Methods(http.MethodGet)
+	sub.HandleFunc("/v1/rooms/{roomAlias}", s.getRoom).Methods(http.MethodGet)
+	sub.HandleFunc("/v1/ping", s.postPing).Methods(http.MethodPost)
+	// Last, so that it only catches what the routes above did not; being a
+	// route, it runs behind the token check like them.
+	sub.PathPrefix("/").HandlerFunc(unrecognized)
+}
+
+func unrecognized(w http.ResponseWriter, r *http.Request) {
+	mautrix.MUnrecognized.WithMessage("Unrecognized request").Write(w)
+}
+
+// authenticate checks the hs_token in constant time. The Authorization
+// header is the spec's way; the access_token query parameter is what older
+// homeservers send.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearerToken(r)
+		if !ok {
+			token = r.URL.Query().Get("access_token")
+		}
+		if token == "" {
+			mautrix.MMissingToken.WithMessage("Missing access token").Write(w)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(token), s.hsToken) != 1 {
+			mautrix.MForbidden.WithMessage("Invalid access token").Write(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	const prefix = "bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	txnID := mux.Vars(r)["txnId"]
+	log := s.log.With().Str("txn_id", txnID).Logger()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.metrics.txnResult("too_large")
+			mautrix.MTooLarge.WithMessage("Transaction body is larger than %d bytes", s.maxBody).Write(w)
+			return
+		}
+		s.metrics.txnResult("read_error")
+		log.Warn().Err(err).Msg("Failed to read transaction body")
+		mautrix.MUnknown.WithMessage("Failed to read body").WithStatus(http.StatusBadRequest).Write(w)
+		return
+	}
+	events, ephemeral, err := parseTransaction(body)
+	if err != nil {
+		s.metrics.txnResult("bad_json")
+		log.Warn().Err(err).Msg("Rejected malformed transaction")
+		if errors.Is(err, errNotJSON) {
+			mautrix.MNotJSON.WithMessage("Transaction body is not valid JSON").Write(w)
+		} else {
+			mautrix.MBadJSON.WithMessage("%s", err.Error()).Write(w)
+		}
+		return
+	}
+	written, err := s.db.EventLog.AppendTransaction(r.Context(), txnID, events)
+	if errors.Is(err, database.ErrDuplicateTxn) {
+		s.metrics.txnResult("duplicate")
+		log.Debug().Msg("Transaction already applied")
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	} else if err != nil {
+		s.metrics.txnResult("db_error")
+		log.Err(err).Int("event_count", len(events)).Msg("Failed to store transaction")
+		// Synapse keeps the transaction and retries it.
+		mautrix.MUnknown.WithMessage("Failed to store transaction").Write(w)
+		return
+	}
+	s.metrics.txnDone(len(written), time.Since(start))
+	if s.Sink != nil {
+		ctx := log.WithContext(r.Context())
+		if len(written) > 0 {
+			s.Sink.EventsLogged(ctx, written)
+		}
+		if len(ephemeral) > 0 {
+			s.Sink.EphemeralReceived(ctx, ephemeral)
+		}
+	}
+	log.Debug().Int("events", len(events)).Int("logged", len(written)).Int("ephemeral", len(ephemeral)).
+		Msg("Transaction applied")
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
+	userID := id.UserID(mux.Vars(r)["userId"])
+	if userID != s.botID {
+		if _, _, err := s.namer.ParseGhost(userID); err != nil || s.Users == nil {
+			mautrix.MNotFound.WithMessage("No such user in the bridge namespace").Write(w)
+			return
+		}
+	}
+	if s.Users != nil {
+		if err := s.Users.EnsureRegistered(r.Context(), userID); err != nil {
+			s.log.Err(err).Stringer("user_id", userID).Msg("Failed to register queried user")
+			mautrix.MUnknown.WithMessage("Failed to create user").Write(w)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) getRoom(w http.ResponseWriter, r *http.Request) {
+	alias := id.RoomAlias(mux.Vars(r)["roomAlias"])
+	if _, _, _, err := s.namer.ParseAlias(alias); err != nil || s.Aliases == nil {
+		mautrix.MNotFound.WithMessage("No such room alias in the bridge namespace").Write(w)
+		return
+	}
+	created, err := s.Aliases.ResolveAlias(r.Context(), alias)
+	if err != nil {
+		s.log.Err(err).Stringer("alias", alias).Msg("Failed to create room for alias")
+		mautrix.MUnknown.WithMessage("Failed to create room").Write(w)
+		return
+	}
+	if !created {
+		mautrix.MNotFound.WithMessage("No portal for this alias").Write(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) postPing(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		TransactionID string `json:"transaction_id"`
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err == nil && len(raw) > 0 {
+		err = json.Unmarshal(raw, &body)
+	}
+	if err != nil {
+		mautrix.MNotJSON.WithMessage("Ping body is not valid JSON").Write(w)
+		return
+	}
+	s.log.Debug().Str("ping_txn_id", body.TransactionID).Msg("Received ping from homeserver")
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// writeJSON writes v with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

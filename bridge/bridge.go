@@ -1,0 +1,204 @@
+// Package bridge wires the bridge together and runs it: config, logging,
+// the HTTP listener, the database and the homeserver connection.
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	mxas "maunium.net/go/mautrix/appservice"
+
+	"github.com/openmeet-team/openmeet-bridge/appservice"
+	"github.com/openmeet-team/openmeet-bridge/database"
+)
+
+// Version is the bridge's version; main sets it from build information.
+var Version = "dev"
+
+// Bridge is one running bridge process.
+type Bridge struct {
+	Config *Config
+	Log    zerolog.Logger
+	DB     *database.Database
+	HS     *appservice.Homeserver
+	AS     *appservice.Server
+
+	metrics  *prometheus.Registry
+	server   *http.Server
+	listener net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// NewLogger builds the process logger from the logging section.
+func NewLogger(cfg LoggingConfig, w io.Writer) zerolog.Logger {
+	if cfg.Format == "pretty" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.DateTime}
+	}
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// LoadRegistration reads the registration file and checks it against cfg.
+func LoadRegistration(path string, cfg *Config) (*mxas.Registration, error) {
+	reg, err := mxas.LoadRegistration(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read registration %s: %w", path, err)
+	}
+	if err := appservice.CheckRegistration(reg, &cfg.Appservice, cfg.Homeserver.Domain); err != nil {
+		return nil, fmt.Errorf("registration %s does not match the config: %w", path, err)
+	}
+	return reg, nil
+}
+
+// New builds a bridge from a validated config. Nothing runs until Start.
+func New(cfg *Config, log zerolog.Logger) *Bridge {
+	return &Bridge{Config: cfg, Log: log, metrics: prometheus.NewRegistry()}
+}
+
+// Start opens and migrates the database, starts listening and begins
+// connecting to the homeserver. It returns once the listener is up; the
+// homeserver may still be unreachable, which /_matrix/mau/ready reports.
+func (b *Bridge) Start(ctx context.Context) error {
+	var err error
+	b.DB, err = database.Open(b.Config.Database, b.Log)
+	if err != nil {
+		return err
+	}
+	if err = b.DB.Upgrade(ctx); err != nil {
+		_ = b.DB.Close()
+		return err
+	}
+	if err = b.wire(); err != nil {
+		_ = b.DB.Close()
+		return err
+	}
+	b.listener, err = net.Listen("tcp", b.Config.Appservice.ListenAddress())
+	if err != nil {
+		_ = b.DB.Close()
+		return fmt.Errorf("failed to listen on %s: %w", b.Config.Appservice.ListenAddress(), err)
+	}
+	b.server = &http.Server{
+		Handler:           b.router(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancel = cancel
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		if err := b.server.Serve(b.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.Log.Err(err).Msg("HTTP server failed")
+		}
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.HS.Run(runCtx)
+	}()
+	b.Log.Info().Str("address", b.listener.Addr().String()).Str("version", Version).Msg("Bridge started")
+	return nil
+}
+
+// wire builds the components on top of the open database.
+func (b *Bridge) wire() error {
+	var err error
+	b.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b.HS, err = appservice.NewHomeserver(&b.Config.Appservice, &b.Config.Homeserver, b.Log)
+	if err != nil {
+		return err
+	}
+	b.AS, err = appservice.NewServer(&b.Config.Appservice, b.Config.Homeserver.Domain, b.DB, b.Log, b.metrics)
+	if err != nil {
+		return err
+	}
+	b.AS.Users = b.HS
+	return nil
+}
+
+// Addr is the address the bridge listens on (useful with port 0 in tests).
+func (b *Bridge) Addr() net.Addr { return b.listener.Addr() }
+
+func (b *Bridge) router() http.Handler {
+	r := mux.NewRouter()
+	b.AS.Register(r)
+	r.HandleFunc("/_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	}).Methods(http.MethodGet)
+	r.HandleFunc("/_matrix/mau/ready", b.ready).Methods(http.MethodGet)
+	r.Handle("/metrics", promhttp.HandlerFor(b.metrics, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	return r
+}
+
+// ready answers 200 when both the homeserver and the database work, 503
+// with the reasons otherwise.
+func (b *Bridge) ready(w http.ResponseWriter, r *http.Request) {
+	status := map[string]any{"homeserver": b.HS.Ready()}
+	if err, _ := b.HS.Status(); err != nil {
+		status["homeserver_error"] = err.Error()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	dbErr := b.DB.Ping(ctx)
+	status["database"] = dbErr == nil
+	if dbErr != nil {
+		status["database_error"] = dbErr.Error()
+	}
+	ok := b.HS.Ready() && dbErr == nil
+	status["ready"] = ok
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, status)
+}
+
+// Stop stops accepting requests, lets running ones finish, stops the
+// homeserver loop and closes the database, all within ctx's deadline. It is
+// safe to call more than once.
+func (b *Bridge) Stop(ctx context.Context) error {
+	b.stopOnce.Do(func() {
+		var errs []error
+		if b.server != nil {
+			if err := b.server.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("failed to shut down HTTP server: %w", err))
+				_ = b.server.Close()
+			}
+		}
+		if b.cancel != nil {
+			b.cancel()
+		}
+		b.wg.Wait()
+		if b.DB != nil {
+			if err := b.DB.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("failed to close database: %w", err))
+			}
+		}
+		b.stopErr = errors.Join(errs...)
+		b.Log.Info().Msg("Bridge stopped")
+	})
+	return b.stopErr
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

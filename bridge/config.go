@@ -1,0 +1,125 @@
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/openmeet-team/openmeet-bridge/appservice"
+	"github.com/openmeet-team/openmeet-bridge/database"
+)
+
+// Config is the whole bridge configuration. The embedded example config
+// holds every default; a user's file is decoded over it.
+type Config struct {
+	Homeserver   appservice.HomeserverConfig `yaml:"homeserver"`
+	Appservice   appservice.Config           `yaml:"appservice"`
+	Database     database.Config             `yaml:"database"`
+	Provisioning ProvisioningConfig          `yaml:"provisioning"`
+	Permissions  map[string]string           `yaml:"permissions"`
+	Logging      LoggingConfig               `yaml:"logging"`
+}
+
+// ProvisioningConfig is the provisioning section.
+type ProvisioningConfig struct {
+	SharedSecret string `yaml:"shared_secret"`
+}
+
+// LoggingConfig is the logging section.
+type LoggingConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Permission levels of the permissions map.
+const (
+	PermissionAdmin = "admin"
+	PermissionUser  = "user"
+)
+
+// ParseConfig decodes data over the defaults in example. Unknown keys are
+// errors. It does not validate.
+func ParseConfig(example, data []byte) (*Config, error) {
+	cfg := &Config{}
+	if err := decodeStrict(example, cfg); err != nil {
+		return nil, fmt.Errorf("embedded example config is invalid: %w", err)
+	}
+	// A map decoded over a map merges; the user's permissions replace the
+	// defaults instead.
+	defaults := cfg.Permissions
+	cfg.Permissions = nil
+	if err := decodeStrict(data, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Permissions == nil {
+		cfg.Permissions = defaults
+	}
+	return cfg, nil
+}
+
+func decodeStrict(data []byte, into any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(into); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// LoadConfig reads the config file at path over the defaults and validates it.
+func LoadConfig(example []byte, path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config: %w", err)
+	}
+	cfg, err := ParseConfig(example, data)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config %s:\n%w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every section and reports all problems at once, each
+// naming its key.
+func (c *Config) Validate() error {
+	errs := []error{
+		c.Homeserver.Validate(),
+		c.Appservice.Validate(c.Homeserver.Domain),
+		c.Database.Validate(),
+	}
+	switch s := c.Provisioning.SharedSecret; {
+	case s == "" || s == appservice.Placeholder:
+		errs = append(errs, errors.New("provisioning.shared_secret: not generated; run openmeet-bridge -g or set a secret of at least 32 characters"))
+	case len(s) < appservice.MinTokenLength:
+		errs = append(errs, fmt.Errorf("provisioning.shared_secret: must be at least %d characters", appservice.MinTokenLength))
+	}
+	for who, level := range c.Permissions {
+		if level != PermissionAdmin && level != PermissionUser {
+			errs = append(errs, fmt.Errorf("permissions.%s: %q is neither %q nor %q", who, level, PermissionAdmin, PermissionUser))
+		}
+		if strings.HasPrefix(who, "@") {
+			if _, _, err := id.UserID(who).ParseAndValidateRelaxed(); err != nil {
+				errs = append(errs, fmt.Errorf("permissions.%s: not a valid Matrix user ID", who))
+			}
+		} else if who == "" || strings.ContainsAny(who, "@#!/ ") {
+			errs = append(errs, fmt.Errorf("permissions.%s: neither a user ID nor a server name", who))
+		}
+	}
+	if _, err := zerolog.ParseLevel(c.Logging.Level); err != nil || c.Logging.Level == "" {
+		errs = append(errs, fmt.Errorf("logging.level: %q is not one of trace, debug, info, warn, error", c.Logging.Level))
+	}
+	if c.Logging.Format != "json" && c.Logging.Format != "pretty" {
+		errs = append(errs, fmt.Errorf("logging.format: %q is neither json nor pretty", c.Logging.Format))
+	}
+	return errors.Join(errs...)
+}

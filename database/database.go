@@ -1,0 +1,132 @@
+// Package database holds the bridge's storage: schema, migrations and one
+// file of queries per table. It runs on SQLite (the embedded default) and on
+// PostgreSQL through pgx, with one schema for both.
+package database
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal drivers
+)
+
+//go:embed upgrades/*.sql
+var upgrades embed.FS
+
+// Types are the accepted values of database.type.
+var Types = []string{"sqlite3-fk-wal", "sqlite3-fk-wal-fullsync", "postgres"}
+
+// Config is the database section of the bridge config.
+type Config struct {
+	Type            string `yaml:"type"`
+	URI             string `yaml:"uri"`
+	MaxOpenConns    int    `yaml:"max_open_conns"`
+	MaxIdleConns    int    `yaml:"max_idle_conns"`
+	ConnMaxIdleTime string `yaml:"conn_max_idle_time"`
+	ConnMaxLifetime string `yaml:"conn_max_lifetime"`
+}
+
+// Validate checks the section; errors name the key.
+func (c *Config) Validate() error {
+	var errs []error
+	known := false
+	for _, t := range Types {
+		known = known || c.Type == t
+	}
+	if !known {
+		errs = append(errs, fmt.Errorf("database.type: %q is not one of %v", c.Type, Types))
+	}
+	if c.URI == "" {
+		errs = append(errs, errors.New("database.uri: must be set"))
+	} else if c.Type == "postgres" {
+		if _, err := pgx.ParseConfig(c.URI); err != nil {
+			errs = append(errs, fmt.Errorf("database.uri: not a PostgreSQL connection string: %w", err))
+		}
+	}
+	for key, v := range map[string]string{"conn_max_idle_time": c.ConnMaxIdleTime, "conn_max_lifetime": c.ConnMaxLifetime} {
+		if v == "" {
+			continue
+		}
+		if _, err := time.ParseDuration(v); err != nil {
+			errs = append(errs, fmt.Errorf("database.%s: %q is not a duration such as 5m", key, v))
+		}
+	}
+	if c.MaxOpenConns < 0 || c.MaxIdleConns < 0 {
+		errs = append(errs, errors.New("database.max_open_conns, max_idle_conns: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Database is the bridge's storage.
+type Database struct {
+	*dbutil.Database
+	EventLog *EventLogQuery
+	Members  *RoomMemberQuery
+}
+
+// Open connects to the database described by cfg. It does not migrate; call
+// Upgrade for that.
+func Open(cfg Config, log zerolog.Logger) (*Database, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var raw *dbutil.Database
+	var err error
+	if cfg.Type == "postgres" {
+		pgCfg, perr := pgx.ParseConfig(cfg.URI)
+		if perr != nil {
+			return nil, fmt.Errorf("failed to parse database.uri: %w", perr)
+		}
+		raw, err = dbutil.NewWithDB(stdlib.OpenDB(*pgCfg), "postgres")
+	} else {
+		raw, err = dbutil.NewWithDialect(cfg.URI, cfg.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to open database: %w", err)
+	}
+	raw.Owner = "openmeet-bridge"
+	raw.Log = dbutil.ZeroLogger(log.With().Str("component", "database").Logger())
+	maxOpen := cfg.MaxOpenConns
+	if maxOpen == 0 && cfg.Type != "postgres" {
+		maxOpen = 5
+	}
+	err = raw.Configure(dbutil.Config{PoolConfig: dbutil.PoolConfig{
+		Type: cfg.Type, URI: cfg.URI,
+		MaxOpenConns: maxOpen, MaxIdleConns: cfg.MaxIdleConns,
+		ConnMaxIdleTime: cfg.ConnMaxIdleTime, ConnMaxLifetime: cfg.ConnMaxLifetime,
+	}})
+	if err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("failed to configure database pool: %w", err)
+	}
+	raw.UpgradeTable = dbutil.BuildUpgradeTable().WithFSPath(upgrades, "upgrades").Finish()
+	return wrap(raw), nil
+}
+
+func wrap(raw *dbutil.Database) *Database {
+	return &Database{
+		Database: raw,
+		EventLog: &EventLogQuery{db: raw},
+		Members:  &RoomMemberQuery{db: raw},
+	}
+}
+
+// Upgrade runs the embedded migrations.
+func (db *Database) Upgrade(ctx context.Context) error {
+	if err := db.Database.Upgrade(ctx); err != nil {
+		return fmt.Errorf("failed to migrate database: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (db *Database) Ping(ctx context.Context) error {
+	return db.RawDB.PingContext(ctx)
+}

@@ -1,0 +1,73 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// RoomMemberQuery reads the room_member table: membership as Synapse
+// reported it. Rows are written by the event log as member events arrive.
+type RoomMemberQuery struct {
+	db *dbutil.Database
+}
+
+type memberKey struct {
+	room id.RoomID
+	user id.UserID
+}
+
+type memberRow struct {
+	RoomID     id.RoomID
+	UserID     id.UserID
+	Membership event.Membership
+	EventID    id.EventID
+	Position   int64
+}
+
+func (m *memberRow) GetMassInsertValues() [5]any {
+	return [5]any{m.RoomID, m.UserID, m.Membership, m.EventID, m.Position}
+}
+
+const (
+	// Only a newer event may overwrite a row, so a replayed old transaction
+	// cannot roll membership back.
+	upsertMemberQuery = `
+		INSERT INTO room_member (room_id, user_id, membership, event_id, stream_pos)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (room_id, user_id) DO UPDATE
+			SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos
+			WHERE excluded.stream_pos > room_member.stream_pos`
+	getMembershipQuery    = `SELECT membership FROM room_member WHERE room_id = $1 AND user_id = $2`
+	getJoinedRoomsQuery   = `SELECT room_id FROM room_member WHERE user_id = $1 AND membership = 'join' ORDER BY room_id`
+	getJoinedMembersQuery = `SELECT user_id FROM room_member WHERE room_id = $1 AND membership = 'join' ORDER BY user_id`
+)
+
+var memberUpsertBuilder = dbutil.NewMassInsertBuilder[*memberRow, [0]any](upsertMemberQuery, "(%s, %s, %s, %s, %s)")
+
+// Membership returns userID's membership in roomID as Synapse last reported
+// it, or "" when it never did.
+func (q *RoomMemberQuery) Membership(ctx context.Context, roomID id.RoomID, userID id.UserID) (event.Membership, error) {
+	var m event.Membership
+	err := q.db.QueryRow(ctx, getMembershipQuery, roomID, userID).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return m, err
+}
+
+// JoinedRooms lists the rooms userID is joined to.
+func (q *RoomMemberQuery) JoinedRooms(ctx context.Context, userID id.UserID) ([]id.RoomID, error) {
+	rows, err := q.db.Query(ctx, getJoinedRoomsQuery, userID)
+	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.RoomID], err).AsList()
+}
+
+// JoinedMembers lists the users joined to roomID.
+func (q *RoomMemberQuery) JoinedMembers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
+	rows, err := q.db.Query(ctx, getJoinedMembersQuery, roomID)
+	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.UserID], err).AsList()
+}

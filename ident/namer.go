@@ -1,0 +1,136 @@
+package ident
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// Kind is the kind of OpenMeet object a portal bridges.
+type Kind string
+
+const (
+	KindEvent Kind = "event"
+	KindGroup Kind = "group"
+)
+
+// Valid reports whether k is one of the known kinds.
+func (k Kind) Valid() bool { return k == KindEvent || k == KindGroup }
+
+// Default templates; the config may override them.
+const (
+	DefaultGhostTemplate = "openmeet_{tenant}_{slug}"
+	DefaultAliasTemplate = "openmeet_{tenant}_{kind}_{slug}"
+)
+
+// Namer builds and parses the bridge's identifiers on one homeserver.
+type Namer struct {
+	domain string
+	ghost  *template
+	alias  *template
+}
+
+// NewNamer checks both templates and returns a Namer for domain.
+func NewNamer(domain, ghostTemplate, aliasTemplate string) (*Namer, error) {
+	if domain == "" {
+		return nil, fmt.Errorf("empty homeserver domain")
+	}
+	ghost, err := parseTemplate(ghostTemplate, "tenant", "slug")
+	if err != nil {
+		return nil, err
+	}
+	alias, err := parseTemplate(aliasTemplate, "tenant", "kind", "slug")
+	if err != nil {
+		return nil, err
+	}
+	return &Namer{domain: domain, ghost: ghost, alias: alias}, nil
+}
+
+// Domain is the homeserver's server name.
+func (n *Namer) Domain() string { return n.domain }
+
+// GhostLocalpart is the localpart of the ghost of (tenant, slug).
+func (n *Namer) GhostLocalpart(tenant, slug string) (string, error) {
+	if err := checkUTF8(tenant, slug); err != nil {
+		return "", err
+	}
+	localpart := n.ghost.format(tenant, slug)
+	if 1+len(localpart)+1+len(n.domain) > MaxIDLength {
+		return "", ErrTooLong
+	}
+	return localpart, nil
+}
+
+// GhostID is the Matrix user ID of the ghost of (tenant, slug).
+func (n *Namer) GhostID(tenant, slug string) (id.UserID, error) {
+	localpart, err := n.GhostLocalpart(tenant, slug)
+	if err != nil {
+		return "", err
+	}
+	return id.NewUserID(localpart, n.domain), nil
+}
+
+// ParseGhost returns the (tenant, slug) whose ghost userID is, or ErrNotOurs
+// (or ErrBadEscape) when it is not one of our ghosts.
+func (n *Namer) ParseGhost(userID id.UserID) (tenant, slug string, err error) {
+	localpart, domain, err := userID.ParseAndValidateRelaxed()
+	if err != nil || domain != n.domain {
+		return "", "", ErrNotOurs
+	}
+	values, err := n.ghost.parse(localpart)
+	if err != nil {
+		return "", "", err
+	}
+	return values[0], values[1], nil
+}
+
+// Alias is the canonical alias of the portal (tenant, kind, slug).
+func (n *Namer) Alias(tenant string, kind Kind, slug string) (id.RoomAlias, error) {
+	if err := checkUTF8(tenant, slug); err != nil {
+		return "", err
+	}
+	localpart := n.alias.format(tenant, string(kind), slug)
+	if 1+len(localpart)+1+len(n.domain) > MaxIDLength {
+		return "", ErrTooLong
+	}
+	return id.NewRoomAlias(localpart, n.domain), nil
+}
+
+// ParseAlias reverses Alias.
+func (n *Namer) ParseAlias(alias id.RoomAlias) (tenant string, kind Kind, slug string, err error) {
+	s := string(alias)
+	colon := strings.IndexByte(s, ':')
+	if !strings.HasPrefix(s, "#") || colon < 0 || s[colon+1:] != n.domain {
+		return "", "", "", ErrNotOurs
+	}
+	values, err := n.alias.parse(s[1:colon])
+	if err != nil {
+		return "", "", "", err
+	}
+	if !Kind(values[1]).Valid() {
+		return "", "", "", fmt.Errorf("%w: unknown kind %q", ErrNotOurs, values[1])
+	}
+	return values[0], Kind(values[1]), values[2], nil
+}
+
+// UserNamespaceRegex is the anchored regex of the ghost namespace for the
+// registration file.
+func (n *Namer) UserNamespaceRegex() string {
+	return "^@" + n.ghost.namespaceRegex() + ":" + regexp.QuoteMeta(n.domain) + "$"
+}
+
+// AliasNamespaceRegex is the anchored regex of the alias namespace.
+func (n *Namer) AliasNamespaceRegex() string {
+	return "^#" + n.alias.namespaceRegex() + ":" + regexp.QuoteMeta(n.domain) + "$"
+}
+
+func checkUTF8(parts ...string) error {
+	for _, p := range parts {
+		if !utf8Valid(p) {
+			return ErrInvalidUTF8
+		}
+	}
+	return nil
+}
