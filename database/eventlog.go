@@ -61,7 +61,7 @@ const (
 	lastTxnQuery     = `SELECT txn_id, received_at FROM appservice_txn ORDER BY received_at DESC LIMIT 1`
 )
 
-var eventInsertBuilder = dbutil.NewMassInsertBuilder[*LoggedEvent, [2]any](insertEventQuery, "($1, $2, %s, %s, %s, %s, %s, %s, %s, %s)")
+var eventInsertBuilder = dbutil.NewMassInsertBuilder[*LoggedEvent, [2]any](insertEventQuery, "($1, $2, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)")
 
 // ErrDuplicateTxn is returned by AppendTransaction when the txn id was
 // applied before; nothing is written.

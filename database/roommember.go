@@ -47,7 +47,7 @@ const (
 	getJoinedMembersQuery = `SELECT user_id FROM room_member WHERE room_id = $1 AND membership = 'join' ORDER BY user_id`
 )
 
-var memberUpsertBuilder = dbutil.NewMassInsertBuilder[*memberRow, [0]any](upsertMemberQuery, "(%s, %s, %s, %s, %s)")
+var memberUpsertBuilder = dbutil.NewMassInsertBuilder[*memberRow, [0]any](upsertMemberQuery, "($%d, $%d, $%d, $%d, $%d)")
 
 // Membership returns userID's membership in roomID as Synapse last reported
 // it, or "" when it never did.

@@ -1,0 +1,201 @@
+package bridge
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	mxas "maunium.net/go/mautrix/appservice"
+
+	"github.com/openmeet-team/openmeet-bridge/appservice"
+)
+
+func exampleConfig(t testing.TB) []byte {
+	t.Helper()
+	data, err := os.ReadFile("../example-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+const validConfig = `
+homeserver:
+    address: http://127.0.0.1:8008
+    domain: openmeet.test
+appservice:
+    as_token: "as_0123456789abcdef0123456789abcdef"
+    hs_token: "hs_0123456789abcdef0123456789abcdef"
+provisioning:
+    shared_secret: "ps_0123456789abcdef0123456789abcdef"
+permissions:
+    "@admin:openmeet.test": admin
+    openmeet.test: user
+`
+
+func TestValidConfigKeepsDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := ParseConfig(exampleConfig(t), []byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Appservice.Port != 29340 || cfg.Database.Type != "sqlite3-fk-wal" || cfg.Appservice.Bot.Username != "openmeetbot" {
+		t.Fatalf("defaults lost: %+v", cfg)
+	}
+	if len(cfg.Permissions) != 2 || cfg.Permissions["@admin:openmeet.test"] != "admin" {
+		t.Fatalf("permissions %v", cfg.Permissions)
+	}
+}
+
+func TestBadConfigNamesTheKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, change, wantKey string
+	}{
+		{"unknown database type", "database:\n    type: mysql\n", "database.type"},
+		{"missing homeserver address", "homeserver:\n    address: \"\"\n", "homeserver.address"},
+		{"placeholder domain", "homeserver:\n    domain: example.com\n", "homeserver.domain"},
+		{"bad domain", "homeserver:\n    domain: \"not a domain\"\n", "homeserver.domain"},
+		{"short token", "appservice:\n    as_token: short\n", "appservice.as_token"},
+		{"placeholder token", "appservice:\n    hs_token: generate\n", "appservice.hs_token"},
+		{"same tokens", "appservice:\n    hs_token: \"as_0123456789abcdef0123456789abcdef\"\n", "appservice.hs_token"},
+		{"bad port", "appservice:\n    port: 70000\n", "appservice.port"},
+		{"bad template", "appservice:\n    ghost_template: \"{tenant}{slug}\"\n", "ghost_template"},
+		{"bot in ghost namespace", "appservice:\n    bot:\n        username: openmeet_bot_x\n", "appservice.bot.username"},
+		{"bad permission level", "permissions:\n    \"@x:openmeet.test\": root\n", "permissions.@x:openmeet.test"},
+		{"bad duration", "database:\n    conn_max_lifetime: forever\n", "database.conn_max_lifetime"},
+		{"bad postgres uri", "database:\n    type: postgres\n    uri: \"postgres://x:y@host:notaport/db\"\n", "database.uri"},
+		{"placeholder secret", "provisioning:\n    shared_secret: generate\n", "provisioning.shared_secret"},
+		{"bad log level", "logging:\n    level: loud\n", "logging.level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := ParseConfig(exampleConfig(t), []byte(validConfig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err = reparse(t, cfg, tt.change)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.wantKey) {
+				t.Fatalf("want an error naming %s, got %v", tt.wantKey, err)
+			}
+		})
+	}
+}
+
+// reparse decodes change over an already parsed config.
+func reparse(t *testing.T, cfg *Config, change string) (*Config, error) {
+	t.Helper()
+	return cfg, decodeStrict([]byte(change), cfg)
+}
+
+func TestUnknownKeyIsAnError(t *testing.T) {
+	t.Parallel()
+	_, err := ParseConfig(exampleConfig(t), []byte(validConfig+"database:\n    adress: http://x\n"))
+	if err == nil || !strings.Contains(err.Error(), "adress") {
+		t.Fatalf("typo accepted: %v", err)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := LoadConfig(exampleConfig(t), filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("homeserver: [\n"), 0o600)
+	if _, err := LoadConfig(exampleConfig(t), bad); err == nil {
+		t.Fatal("broken YAML accepted")
+	}
+}
+
+func TestGenerateRegistration(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	configPath, regPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "registration.yaml")
+	warnings, err := GenerateRegistration(exampleConfig(t), configPath, regPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 2 {
+		t.Fatalf("want warnings about the new config and the placeholder domain, got %v", warnings)
+	}
+	for _, p := range []string{configPath, regPath} {
+		st, err := os.Stat(p)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, %v", p, st.Mode(), err)
+		}
+	}
+	reg, err := mxas.LoadRegistration(regPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reg.AppToken) < 32 || len(reg.ServerToken) < 32 || reg.AppToken == reg.ServerToken {
+		t.Fatalf("weak tokens %q %q", reg.AppToken, reg.ServerToken)
+	}
+	if reg.RateLimited == nil || *reg.RateLimited || !reg.EphemeralEvents || !reg.SoruEphemeralEvents {
+		t.Fatalf("registration flags %+v", reg)
+	}
+	if reg.SenderLocalpart != "openmeetbot" || reg.URL != "http://127.0.0.1:29340" || reg.ID != "openmeet" {
+		t.Fatalf("registration %+v", reg)
+	}
+	for _, ns := range append(reg.Namespaces.UserIDs, reg.Namespaces.RoomAliases...) {
+		if !ns.Exclusive || !strings.HasPrefix(ns.Regex, "^") || !strings.HasSuffix(ns.Regex, "$") {
+			t.Fatalf("namespace %+v is not exclusive and anchored", ns)
+		}
+	}
+	// The config now holds the same tokens and a provisioning secret, and
+	// its comments survived.
+	data, _ := os.ReadFile(configPath)
+	cfg, err := ParseConfig(exampleConfig(t), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Appservice.ASToken != reg.AppToken || cfg.Appservice.HSToken != reg.ServerToken {
+		t.Fatal("config tokens differ from the registration")
+	}
+	if len(cfg.Provisioning.SharedSecret) < 32 || cfg.Provisioning.SharedSecret == appservice.Placeholder {
+		t.Fatalf("provisioning secret %q", cfg.Provisioning.SharedSecret)
+	}
+	if !strings.Contains(string(data), "# Where Synapse reaches the bridge") {
+		t.Fatal("comments were lost")
+	}
+	// The placeholder domain still stops a real start, and -g again after
+	// fixing it gives a registration the config agrees with.
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "homeserver.domain") {
+		t.Fatalf("placeholder domain passed: %v", err)
+	}
+	fixed, _ := setYAMLValues(data, map[string]string{"homeserver.domain": "openmeet.test"})
+	_ = os.WriteFile(configPath, fixed, 0o600)
+	secret := cfg.Provisioning.SharedSecret
+	if warnings, err = GenerateRegistration(exampleConfig(t), configPath, regPath); err != nil || len(warnings) != 0 {
+		t.Fatalf("second -g: %v %v", warnings, err)
+	}
+	cfg, err = LoadConfig(exampleConfig(t), configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Provisioning.SharedSecret != secret {
+		t.Fatal("-g replaced an existing provisioning secret")
+	}
+	if _, err := LoadRegistration(regPath, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// A registration whose tokens differ from the config is refused.
+	cfg.Appservice.HSToken = "hs_other_0123456789abcdef0123456789abcdef"
+	if _, err := LoadRegistration(regPath, cfg); err == nil || !strings.Contains(err.Error(), "hs_token") {
+		t.Fatalf("mismatched registration accepted: %v", err)
+	}
+	if _, err := LoadRegistration(filepath.Join(dir, "nope.yaml"), cfg); err == nil {
+		t.Fatal("missing registration accepted")
+	}
+}
