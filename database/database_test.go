@@ -13,10 +13,10 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/database"
-	"github.com/openmeet-team/openmeet-bridge/internal/testharness"
+	"github.com/openmeet-team/openmeet-bridge/internal/harness"
 )
 
-func TestMain(m *testing.M) { os.Exit(testharness.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 // engines runs fn once on a fresh SQLite file and once on a fresh
 // PostgreSQL database.
@@ -27,7 +27,7 @@ func engines(t *testing.T, fn func(t *testing.T, db *database.Database)) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
-		fn(t, openDB(t, database.Config{Type: "postgres", URI: testharness.PostgresURI(t), MaxOpenConns: 20}))
+		fn(t, openDB(t, database.Config{Type: "postgres", URI: harness.PostgresURI(t), MaxOpenConns: 20}))
 	})
 }
 

@@ -1,0 +1,114 @@
+package appservice
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/rs/zerolog"
+
+	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/internal/harness"
+)
+
+// benchEvent is shaped like what Synapse pushes for a message: ~450 bytes
+// with unsigned data. Every tenth event is a join, which also updates
+// room_member.
+func benchEvent(txn, i int) string {
+	evtID := fmt.Sprintf("$bench-%d-%d-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", txn, i)
+	room := fmt.Sprintf("!room%d:bench.local", i%20)
+	if i%10 == 0 {
+		return fmt.Sprintf(`{"event_id":%q,"room_id":%q,"type":"m.room.member","state_key":"@openmeet_acme_user%d:bench.local","sender":"@openmeet_acme_user%d:bench.local","origin_server_ts":1732480000000,"content":{"membership":"join","displayname":"User %d"},"unsigned":{"age":12}}`, evtID, room, i, i, i)
+	}
+	return fmt.Sprintf(`{"event_id":%q,"room_id":%q,"type":"m.room.message","sender":"@openmeet_acme_user%d:bench.local","origin_server_ts":1732480000000,"content":{"msgtype":"m.text","body":"Hello everyone, see you at the meetup tonight! Message %d of transaction %d.","format":"org.matrix.custom.html","formatted_body":"Hello everyone, see you at the <b>meetup</b> tonight!"},"unsigned":{"age":12,"transaction_id":"m1732480000000.%d"}}`, evtID, room, i%50, i, txn, i)
+}
+
+func benchTxn(txn, n int) []byte {
+	var buf bytes.Buffer
+	buf.WriteString(`{"events":[`)
+	for i := range n {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(benchEvent(txn, i))
+	}
+	buf.WriteString(`]}`)
+	return buf.Bytes()
+}
+
+// BenchmarkTransactionIngest pushes 100-event transactions, one at a time as
+// Synapse does, through the real HTTP handler into the event log, and
+// reports events/s and the p50/p99 time to the 200.
+func BenchmarkTransactionIngest(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		benchIngest(b, database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(b.TempDir(), "bench.db") + "?_txlock=immediate"})
+	})
+	b.Run("sqlite-fullsync", func(b *testing.B) {
+		benchIngest(b, database.Config{Type: "sqlite3-fk-wal-fullsync", URI: "file:" + filepath.Join(b.TempDir(), "bench.db") + "?_txlock=immediate"})
+	})
+	b.Run("postgres", func(b *testing.B) {
+		benchIngest(b, database.Config{Type: "postgres", URI: harness.PostgresURI(b), MaxOpenConns: 10})
+	})
+}
+
+func benchIngest(b *testing.B, dbCfg database.Config) {
+	const perTxn = 100
+	db, err := database.Open(dbCfg, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Upgrade(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewServer(testConfig(), "bench.local", db, zerolog.Nop(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := mux.NewRouter()
+	s.Register(r)
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	client := srv.Client()
+
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		bodies[i] = benchTxn(i, perTxn)
+	}
+	latencies := make([]time.Duration, 0, b.N)
+	b.SetBytes(int64(len(bodies[0])))
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/_matrix/app/v1/transactions/%d", srv.URL, i), bytes.NewReader(bodies[i]))
+		req.Header.Set("Authorization", "Bearer "+testHSToken)
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		latencies = append(latencies, time.Since(t0))
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("transaction %d: HTTP %d", i, resp.StatusCode)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(latencies)
+	b.ReportMetric(float64(b.N*perTxn)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99_ms")
+	if n, _ := db.EventLog.Count(context.Background()); n != int64(b.N*perTxn) {
+		b.Fatalf("log holds %d events, want %d", n, b.N*perTxn)
+	}
+}
