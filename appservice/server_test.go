@@ -214,13 +214,24 @@ func TestBadTransactionsChangeNothing(t *testing.T) {
 		{"content not an object", txnBody(strings.Replace(textEvent(1), `{"msgtype":"m.text","body":"hi 1"}`, `"x"`, 1)), 400, "M_BAD_JSON"},
 		{"missing origin_server_ts", txnBody(noTS), 400, "M_BAD_JSON"},
 		{"member without membership", txnBody(`{"event_id":"$m","room_id":"!r:t","type":"m.room.member","state_key":"@a:t","sender":"@a:t","origin_server_ts":1,"content":{}}`), 400, "M_BAD_JSON"},
+		{"events missing", `{}`, 400, "M_BAD_JSON"},
+		{"state_key not a string", txnBody(strings.Replace(textEvent(1), `"type"`, `"state_key":5,"type"`, 1)), 400, "M_BAD_JSON"},
+		{"origin_server_ts not a number", txnBody(strings.Replace(textEvent(1), `"origin_server_ts":1001`, `"origin_server_ts":"1001"`, 1)), 400, "M_BAD_JSON"},
+		{"type not a string", txnBody(strings.Replace(textEvent(1), `"type":"m.room.message"`, `"type":["m.room.message"]`, 1)), 400, "M_BAD_JSON"},
+		{"invalid UTF-8", txnBody(strings.Replace(textEvent(1), "hi 1", "hi \xff", 1)), 400, "M_NOT_JSON"},
+		{"ephemeral not a list", `{"events":[],"ephemeral":{}}`, 400, "M_BAD_JSON"},
+		{"bad ephemeral room", `{"events":[],"ephemeral":[{"type":"m.typing","room_id":"x","content":{}}]}`, 400, "M_BAD_JSON"},
 		{"bad ephemeral", `{"events":[],"ephemeral":[{"content":{}}]}`, 400, "M_BAD_JSON"},
 		// One bad event spoils the whole transaction: the good one before it
 		// must not be logged either.
 		{"good then bad", txnBody(textEvent(1), noTS), 400, "M_BAD_JSON"},
 		{"too large", txnBody(textEvent(1), `{"pad":"` + strings.Repeat("x", 1<<20) + `"}`), 413, "M_TOO_LARGE"},
 	}
+	goodThenBad := -1
 	for i, tt := range tests {
+		if tt.name == "good then bad" {
+			goodThenBad = i
+		}
 		code, body := ts.do(t, "PUT", fmt.Sprintf("/_matrix/app/v1/transactions/bad%d", i), testHSToken, tt.body)
 		if code != tt.code || body["errcode"] != tt.errcode {
 			t.Errorf("%s: got %d %v, want %d %s", tt.name, code, body, tt.code, tt.errcode)
@@ -230,7 +241,7 @@ func TestBadTransactionsChangeNothing(t *testing.T) {
 		t.Fatalf("bad transactions wrote %d events", n)
 	}
 	// The txn ids of rejected bodies are not burnt: a corrected retry works.
-	if code, _ := ts.do(t, "PUT", "/_matrix/app/v1/transactions/bad12", testHSToken, txnBody(textEvent(1))); code != 200 || ts.logCount(t) != 1 {
+	if code, _ := ts.do(t, "PUT", fmt.Sprintf("/_matrix/app/v1/transactions/bad%d", goodThenBad), testHSToken, txnBody(textEvent(1))); code != 200 || ts.logCount(t) != 1 {
 		t.Fatalf("corrected retry: %d, %d events", code, ts.logCount(t))
 	}
 }

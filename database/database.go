@@ -93,13 +93,17 @@ func Open(cfg Config, log zerolog.Logger) (*Database, error) {
 	}
 	raw.Owner = "openmeet-bridge"
 	raw.Log = dbutil.ZeroLogger(log.With().Str("component", "database").Logger())
-	maxOpen := cfg.MaxOpenConns
+	maxOpen, maxIdle := cfg.MaxOpenConns, cfg.MaxIdleConns
 	if maxOpen == 0 && cfg.Type != "postgres" {
 		maxOpen = 5
 	}
+	// No idle connections would mean a new connection per transaction.
+	if maxIdle == 0 {
+		maxIdle = 2
+	}
 	err = raw.Configure(dbutil.Config{PoolConfig: dbutil.PoolConfig{
 		Type: cfg.Type, URI: cfg.URI,
-		MaxOpenConns: maxOpen, MaxIdleConns: cfg.MaxIdleConns,
+		MaxOpenConns: maxOpen, MaxIdleConns: maxIdle,
 		ConnMaxIdleTime: cfg.ConnMaxIdleTime, ConnMaxLifetime: cfg.ConnMaxLifetime,
 	}})
 	if err != nil {
