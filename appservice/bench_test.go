@@ -54,8 +54,22 @@ func BenchmarkTransactionIngest(b *testing.B) {
 	b.Run("sqlite-fullsync", func(b *testing.B) {
 		benchIngest(b, database.Config{Type: "sqlite3-fk-wal-fullsync", URI: "file:" + filepath.Join(b.TempDir(), "bench.db") + "?_txlock=immediate"})
 	})
+	// The shared test cluster runs with fsync off; the durable one has a
+	// real server's defaults, so every commit waits for the disk.
 	b.Run("postgres", func(b *testing.B) {
 		benchIngest(b, database.Config{Type: "postgres", URI: harness.PostgresURI(b), MaxOpenConns: 10})
+	})
+	b.Run("postgres-durable", func(b *testing.B) {
+		pg, err := harness.StartPostgres(true)
+		if err != nil {
+			b.Skip(err)
+		}
+		defer pg.Stop()
+		uri, err := pg.CreateDatabase(context.Background(), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchIngest(b, database.Config{Type: "postgres", URI: uri, MaxOpenConns: 10})
 	})
 }
 

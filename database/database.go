@@ -5,6 +5,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
-	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal drivers
 )
 
 //go:embed upgrades/*.sql
@@ -67,6 +67,9 @@ func (c *Config) Validate() error {
 // Database is the bridge's storage.
 type Database struct {
 	*dbutil.Database
+	stopCheckpointer context.CancelFunc
+	checkpointerDone chan struct{}
+
 	EventLog *EventLogQuery
 	Members  *RoomMemberQuery
 }
@@ -86,7 +89,10 @@ func Open(cfg Config, log zerolog.Logger) (*Database, error) {
 		}
 		raw, err = dbutil.NewWithDB(stdlib.OpenDB(*pgCfg), "postgres")
 	} else {
-		raw, err = dbutil.NewWithDialect(cfg.URI, cfg.Type)
+		var sqlDB *sql.DB
+		if sqlDB, err = sql.Open(sqliteDrivers[cfg.Type], cfg.URI); err == nil {
+			raw, err = dbutil.NewWithDB(sqlDB, cfg.Type)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to open database: %w", err)
@@ -111,7 +117,27 @@ func Open(cfg Config, log zerolog.Logger) (*Database, error) {
 		return nil, fmt.Errorf("failed to configure database pool: %w", err)
 	}
 	raw.UpgradeTable = dbutil.BuildUpgradeTable().WithFSPath(upgrades, "upgrades").Finish()
-	return wrap(raw), nil
+	db := wrap(raw)
+	if raw.Dialect == dbutil.SQLite {
+		ctx, cancel := context.WithCancel(context.Background())
+		db.stopCheckpointer, db.checkpointerDone = cancel, make(chan struct{})
+		go func() {
+			defer close(db.checkpointerDone)
+			db.runCheckpointer(ctx, log)
+		}()
+	}
+	return db, nil
+}
+
+// Close stops background work and closes the connection pool. On SQLite the
+// WAL is checkpointed in full first, so the file is complete on its own.
+func (db *Database) Close() error {
+	if db.stopCheckpointer != nil {
+		db.stopCheckpointer()
+		<-db.checkpointerDone
+		_, _ = db.RawDB.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	}
+	return db.Database.Close()
 }
 
 func wrap(raw *dbutil.Database) *Database {
