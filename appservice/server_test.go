@@ -225,7 +225,7 @@ func TestBadTransactionsChangeNothing(t *testing.T) {
 		// One bad event spoils the whole transaction: the good one before it
 		// must not be logged either.
 		{"good then bad", txnBody(textEvent(1), noTS), 400, "M_BAD_JSON"},
-		{"too large", txnBody(textEvent(1), `{"pad":"` + strings.Repeat("x", 1<<20) + `"}`), 413, "M_TOO_LARGE"},
+		{"too large", txnBody(textEvent(1), `{"pad":"`+strings.Repeat("x", 1<<20)+`"}`), 413, "M_TOO_LARGE"},
 	}
 	goodThenBad := -1
 	for i, tt := range tests {
