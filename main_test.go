@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the bridge binary: with this variable set it
+// runs main instead of the tests, so signals can be tested on a real process.
+const runMainEnv = "OPENMEET_BRIDGE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = run(args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestVersionAndExample(t *testing.T) {
+	out, _, err := runCLI(t, "--version")
+	if err != nil || !strings.HasPrefix(out, "openmeet-bridge ") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+	out, _, err = runCLI(t, "-e")
+	if err != nil || out != string(exampleConfig) {
+		t.Fatalf("-e printed something else: %v", err)
+	}
+	if _, _, err := runCLI(t, "-nonsense"); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+}
+
+// writeConfig runs -g in dir and sets the domain and listen port.
+func writeConfig(t *testing.T, dir string, port int) (configPath, regPath string) {
+	t.Helper()
+	configPath, regPath = filepath.Join(dir, "config.yaml"), filepath.Join(dir, "registration.yaml")
+	if _, _, err := runCLI(t, "-g", "-c", configPath, "-r", regPath); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(configPath)
+	s := strings.Replace(string(data), "domain: example.com", "domain: openmeet.test", 1)
+	s = strings.Replace(s, "port: 29340", fmt.Sprintf("port: %d", port), 1)
+	s = strings.Replace(s, "file:openmeet-bridge.db", "file:"+filepath.Join(dir, "bridge.db"), 1)
+	// An unreachable homeserver: the bridge must still run.
+	s = strings.Replace(s, "address: http://127.0.0.1:8008", "address: http://127.0.0.1:1", 1)
+	if err := os.WriteFile(configPath, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// -g again so the registration uses the real domain.
+	if _, _, err := runCLI(t, "-g", "-c", configPath, "-r", regPath); err != nil {
+		t.Fatal(err)
+	}
+	return configPath, regPath
+}
+
+func TestBadConfigStopsStartup(t *testing.T) {
+	dir := t.TempDir()
+	configPath, regPath := writeConfig(t, dir, 29399)
+	data, _ := os.ReadFile(configPath)
+	bad := strings.Replace(string(data), "type: sqlite3-fk-wal", "type: mongodb", 1)
+	_ = os.WriteFile(configPath, []byte(bad), 0o600)
+	_, _, err := runCLI(t, "-c", configPath, "-r", regPath)
+	if err == nil || !strings.Contains(err.Error(), "database.type") {
+		t.Fatalf("want an error naming database.type, got %v", err)
+	}
+	_ = os.WriteFile(configPath, data, 0o600)
+	_, _, err = runCLI(t, "-c", configPath, "-r", filepath.Join(dir, "missing.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "registration") {
+		t.Fatalf("want an error about the registration, got %v", err)
+	}
+}
+
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	dir := t.TempDir()
+	configPath, regPath := writeConfig(t, dir, port)
+	cmd := exec.Command(os.Args[0], "-c", configPath, "-r", regPath)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	live := fmt.Sprintf("http://127.0.0.1:%d/_matrix/mau/live", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(live)
+		if err == nil {
+			_ = resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("bridge never came up:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("still running 40 s after SIGTERM:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "Bridge stopped") {
+		t.Fatalf("no clean stop in the log:\n%s", logs.String())
+	}
+}
