@@ -70,8 +70,11 @@ type Database struct {
 	stopCheckpointer context.CancelFunc
 	checkpointerDone chan struct{}
 
-	EventLog *EventLogQuery
-	Members  *RoomMemberQuery
+	EventLog      *EventLogQuery
+	Members       *RoomMemberQuery
+	Ghosts        *GhostQuery
+	Portals       *PortalQuery
+	PortalMembers *PortalMemberQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -141,10 +144,14 @@ func (db *Database) Close() error {
 }
 
 func wrap(raw *dbutil.Database) *Database {
+	portals := &PortalQuery{db: raw}
 	return &Database{
-		Database: raw,
-		EventLog: &EventLogQuery{db: raw},
-		Members:  &RoomMemberQuery{db: raw},
+		Database:      raw,
+		EventLog:      &EventLogQuery{db: raw},
+		Members:       &RoomMemberQuery{db: raw},
+		Ghosts:        &GhostQuery{db: raw},
+		Portals:       portals,
+		PortalMembers: &PortalMemberQuery{db: raw, portals: portals},
 	}
 }
 

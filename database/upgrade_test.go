@@ -1,0 +1,96 @@
+package database_test
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+
+	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/internal/harness"
+)
+
+//go:embed testdata/v1/*.sql
+var v1Schema embed.FS
+
+// schemaOf lists "table.column type" for every column, to compare schemas.
+func schemaOf(t *testing.T, db *database.Database) []string {
+	t.Helper()
+	ctx := context.Background()
+	var query string
+	if db.Dialect == dbutil.Postgres {
+		query = `SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+			FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> 'version'`
+	} else {
+		query = `SELECT m.name || '.' || p.name || ' ' || p.type || ' ' || p."notnull"
+			FROM sqlite_master m JOIN pragma_table_info(m.name) p
+			WHERE m.type = 'table' AND m.name <> 'version'`
+	}
+	rows, err := db.Query(ctx, query)
+	cols, err := dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[string], err).AsList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) < 20 {
+		t.Fatalf("schema query found only %v", cols)
+	}
+	slices.Sort(cols)
+	return cols
+}
+
+// TestUpgradeFromV1 builds a version-1 database holding data, upgrades it,
+// and checks that it ends with the same schema as a fresh one and that the
+// data survived.
+func TestUpgradeFromV1(t *testing.T) {
+	cfgs := map[string]func(t *testing.T) database.Config{
+		"sqlite": func(t *testing.T) database.Config {
+			return database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(t.TempDir(), "t.db") + "?_txlock=immediate"}
+		},
+		"postgres": func(t *testing.T) database.Config {
+			return database.Config{Type: "postgres", URI: harness.PostgresURI(t)}
+		},
+	}
+	for name, cfg := range cfgs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			fresh := openDB(t, cfg(t))
+
+			old, err := database.Open(cfg(t), zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			current := old.UpgradeTable
+			old.UpgradeTable = dbutil.BuildUpgradeTable().WithFSPath(v1Schema, "testdata/v1").Finish()
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.EventLog.AppendTransaction(ctx, "t1", []*database.LoggedEvent{msg("$a", "!r"), member("$m", "!r", "@b:test", "join")}); err != nil {
+				t.Fatal(err)
+			}
+			old.UpgradeTable = current
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := schemaOf(t, old), schemaOf(t, fresh); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("upgraded schema differs from a fresh one:\n got %v\nwant %v", got, want)
+			}
+			if n, _ := old.EventLog.Count(ctx); n != 2 {
+				t.Fatalf("events lost in the upgrade: %d left", n)
+			}
+			if m, _ := old.Members.Membership(ctx, "!r", "@b:test"); m != "join" {
+				t.Fatalf("membership lost in the upgrade: %q", m)
+			}
+			// The upgraded database works for the new tables too.
+			if _, err := old.Ghosts.Put(ctx, &database.Ghost{Tenant: "t", Slug: "s", UserID: "@openmeet_t_s:test", Displayname: "S"}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
