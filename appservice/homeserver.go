@@ -170,3 +170,12 @@ func (h *Homeserver) record(err error) {
 }
 
 var _ UserRegistrar = (*Homeserver)(nil)
+
+// MarkRegistered records that the homeserver already knows userID, so no
+// registration request is sent for it.
+func (h *Homeserver) MarkRegistered(ctx context.Context, userID id.UserID) {
+	_ = h.as.StateStore.MarkRegistered(ctx, userID)
+	if intent := h.as.Intent(userID); intent != nil {
+		intent.Registered = true
+	}
+}

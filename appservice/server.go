@@ -27,6 +27,10 @@ type EventSink interface {
 	EphemeralReceived(ctx context.Context, events []*Ephemeral)
 }
 
+// ErrUnknownUser is returned by a UserRegistrar for a user of our namespace
+// that the bridge does not know; the homeserver is told it does not exist.
+var ErrUnknownUser = errors.New("no such user in the bridge")
+
 // UserRegistrar makes sure a user of our namespace exists on the homeserver.
 type UserRegistrar interface {
 	EnsureRegistered(ctx context.Context, userID id.UserID) error
@@ -189,7 +193,10 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.Users != nil {
-		if err := s.Users.EnsureRegistered(r.Context(), userID); err != nil {
+		if err := s.Users.EnsureRegistered(r.Context(), userID); errors.Is(err, ErrUnknownUser) {
+			mautrix.MNotFound.WithMessage("No such user in the bridge namespace").Write(w)
+			return
+		} else if err != nil {
 			s.log.Err(err).Stringer("user_id", userID).Msg("Failed to register queried user")
 			mautrix.MUnknown.WithMessage("Failed to create user").Write(w)
 			return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/portal"
 )
 
 // Config is the whole bridge configuration. The embedded example config
@@ -23,6 +24,7 @@ type Config struct {
 	Appservice   appservice.Config           `yaml:"appservice"`
 	Database     database.Config             `yaml:"database"`
 	Provisioning ProvisioningConfig          `yaml:"provisioning"`
+	Portals      portal.Config               `yaml:"portals"`
 	Permissions  map[string]string           `yaml:"permissions"`
 	Logging      LoggingConfig               `yaml:"logging"`
 }
@@ -51,15 +53,18 @@ func ParseConfig(example, data []byte) (*Config, error) {
 	if err := decodeStrict(example, cfg); err != nil {
 		return nil, fmt.Errorf("embedded example config is invalid: %w", err)
 	}
-	// A map decoded over a map merges; the user's permissions replace the
-	// defaults instead.
-	defaults := cfg.Permissions
-	cfg.Permissions = nil
+	// A map decoded over a map merges; the user's maps replace the defaults
+	// instead, so a role can be removed.
+	defaults, defaultLevels := cfg.Permissions, cfg.Portals.PowerLevels
+	cfg.Permissions, cfg.Portals.PowerLevels = nil, nil
 	if err := decodeStrict(data, cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Permissions == nil {
 		cfg.Permissions = defaults
+	}
+	if cfg.Portals.PowerLevels == nil {
+		cfg.Portals.PowerLevels = defaultLevels
 	}
 	return cfg, nil
 }
@@ -96,6 +101,7 @@ func (c *Config) Validate() error {
 		c.Homeserver.Validate(),
 		c.Appservice.Validate(c.Homeserver.Domain),
 		c.Database.Validate(),
+		c.Portals.Validate(),
 	}
 	switch s := c.Provisioning.SharedSecret; {
 	case s == "" || s == appservice.Placeholder:

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
@@ -83,7 +84,9 @@ func TestAppendTransaction(t *testing.T) {
 		if _, err := db.EventLog.AppendTransaction(ctx, "t1", []*database.LoggedEvent{msg("$c", "!r")}); err != database.ErrDuplicateTxn {
 			t.Fatalf("repeated txn: %v", err)
 		}
-		// A new txn repeating a logged event writes only the new one.
+		// A new txn repeating a logged event writes only the new one. (The
+		// pause keeps the receive times of t1 and t2 apart for LastTxn.)
+		time.Sleep(5 * time.Millisecond)
 		written, err = db.EventLog.AppendTransaction(ctx, "t2", []*database.LoggedEvent{msg("$b", "!r"), msg("$d", "!r")})
 		if err != nil || len(written) != 1 || written[0].EventID != "$d" || written[0].Position <= 2 {
 			t.Fatalf("txn with a known event: %+v %v", written, err)

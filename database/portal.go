@@ -21,6 +21,7 @@ type Portal struct {
 	Topic          string
 	Visibility     string
 	Closed         bool
+	RoomRequested  bool
 	DesiredVersion int64
 	SyncedVersion  int64
 	LastError      string
@@ -45,7 +46,7 @@ type PortalQuery struct {
 }
 
 const (
-	portalColumns = `tenant, kind, slug, alias, room_id, name, topic, visibility, closed,
+	portalColumns = `tenant, kind, slug, alias, room_id, name, topic, visibility, closed, room_requested,
 		desired_version, synced_version, last_error, created_at, updated_at`
 	getPortalQuery        = `SELECT ` + portalColumns + ` FROM portal WHERE tenant = $1 AND kind = $2 AND slug = $3`
 	getPortalByAliasQuery = `SELECT ` + portalColumns + ` FROM portal WHERE alias = $1`
@@ -70,6 +71,9 @@ const (
 	bumpPortalQuery = `
 		UPDATE portal SET desired_version = desired_version + 1, updated_at = $4
 		WHERE tenant = $1 AND kind = $2 AND slug = $3`
+	requestRoomQuery = `
+		UPDATE portal SET room_requested = true, desired_version = desired_version + 1
+		WHERE tenant = $1 AND kind = $2 AND slug = $3 AND NOT room_requested`
 	setPortalRoomQuery  = `UPDATE portal SET room_id = $4 WHERE tenant = $1 AND kind = $2 AND slug = $3`
 	markPortalSynced    = `UPDATE portal SET synced_version = $4, last_error = '' WHERE tenant = $1 AND kind = $2 AND slug = $3 AND synced_version < $4`
 	setPortalErrorQuery = `UPDATE portal SET last_error = $4 WHERE tenant = $1 AND kind = $2 AND slug = $3`
@@ -130,6 +134,13 @@ func (q *PortalQuery) Bump(ctx context.Context, key PortalKey) error {
 	return err
 }
 
+// RequestRoom records that the portal's room should exist even without
+// members; it reports whether that is news.
+func (q *PortalQuery) RequestRoom(ctx context.Context, key PortalKey) (bool, error) {
+	res, err := q.db.Exec(ctx, requestRoomQuery, key.Tenant, key.Kind, key.Slug)
+	return affected(res, err)
+}
+
 // SetRoomID stores the room created for the portal.
 func (q *PortalQuery) SetRoomID(ctx context.Context, key PortalKey, roomID id.RoomID) error {
 	_, err := q.db.Exec(ctx, setPortalRoomQuery, key.Tenant, key.Kind, key.Slug, roomID)
@@ -157,7 +168,7 @@ func (q *PortalQuery) Count(ctx context.Context) (n int64, err error) {
 func scanPortal(row dbutil.Scannable) (*Portal, error) {
 	var p Portal
 	var roomID sql.NullString
-	err := row.Scan(&p.Tenant, &p.Kind, &p.Slug, &p.Alias, &roomID, &p.Name, &p.Topic, &p.Visibility, &p.Closed,
+	err := row.Scan(&p.Tenant, &p.Kind, &p.Slug, &p.Alias, &roomID, &p.Name, &p.Topic, &p.Visibility, &p.Closed, &p.RoomRequested,
 		&p.DesiredVersion, &p.SyncedVersion, &p.LastError, &p.CreatedAt, &p.UpdatedAt)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,8 @@ type PortalMember struct {
 	UserID    id.UserID
 	Role      string
 	UpdatedAt int64
+	// Registered is the ghost's: whether the homeserver knows it.
+	Registered bool
 }
 
 // PortalMemberQuery reads and writes the portal_member table. Every change
@@ -27,11 +29,11 @@ type PortalMemberQuery struct {
 
 const (
 	listMembersQuery = `
-		SELECT m.tenant, m.kind, m.slug, m.user_slug, g.user_id, m.role, m.updated_at
+		SELECT m.tenant, m.kind, m.slug, m.user_slug, g.user_id, m.role, m.updated_at, g.registered
 		FROM portal_member m JOIN ghost g ON g.tenant = m.tenant AND g.slug = m.user_slug
 		WHERE m.tenant = $1 AND m.kind = $2 AND m.slug = $3 ORDER BY m.user_slug`
 	getMemberQuery = `
-		SELECT m.tenant, m.kind, m.slug, m.user_slug, g.user_id, m.role, m.updated_at
+		SELECT m.tenant, m.kind, m.slug, m.user_slug, g.user_id, m.role, m.updated_at, g.registered
 		FROM portal_member m JOIN ghost g ON g.tenant = m.tenant AND g.slug = m.user_slug
 		WHERE m.tenant = $1 AND m.kind = $2 AND m.slug = $3 AND m.user_slug = $4`
 	upsertMemberRoleQuery = `
@@ -99,7 +101,7 @@ func (q *PortalMemberQuery) PortalsOf(ctx context.Context, tenant, userSlug stri
 
 func scanPortalMember(row dbutil.Scannable) (*PortalMember, error) {
 	var m PortalMember
-	err := row.Scan(&m.Tenant, &m.Kind, &m.Slug, &m.UserSlug, &m.UserID, &m.Role, &m.UpdatedAt)
+	err := row.Scan(&m.Tenant, &m.Kind, &m.Slug, &m.UserSlug, &m.UserID, &m.Role, &m.UpdatedAt, &m.Registered)
 	if err != nil {
 		return nil, err
 	}

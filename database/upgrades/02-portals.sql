@@ -32,6 +32,8 @@ CREATE TABLE portal (
     topic           TEXT    NOT NULL DEFAULT '',
     visibility      TEXT    NOT NULL CHECK (visibility IN ('public', 'private')),
     closed          BOOLEAN NOT NULL DEFAULT false,
+    -- The room is made when it has members, or once someone asked for it.
+    room_requested  BOOLEAN NOT NULL DEFAULT false,
     desired_version BIGINT  NOT NULL DEFAULT 1,
     synced_version  BIGINT  NOT NULL DEFAULT 0,
     last_error      TEXT    NOT NULL DEFAULT '',

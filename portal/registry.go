@@ -1,0 +1,226 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/openmeet-team/openmeet-bridge/appservice"
+	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/ident"
+)
+
+// ErrPending is returned by the Sync methods when Synapse did not finish
+// within the wait: the change is stored and will be applied in the
+// background.
+var ErrPending = errors.New("change stored; homeserver not updated yet")
+
+// ghostKey identifies a ghost in the ghost queue.
+type ghostKey struct{ Tenant, Slug string }
+
+// Registry owns the portals and ghosts: it applies their desired state to
+// the homeserver through one queue per portal and one per ghost, retries
+// what failed, and creates rooms on demand when Synapse asks for an alias.
+type Registry struct {
+	db    *database.Database
+	hs    *appservice.Homeserver
+	namer *ident.Namer
+	cfg   *Config
+	botID id.UserID
+	log   zerolog.Logger
+
+	portals *queue[database.PortalKey]
+	ghosts  *queue[ghostKey]
+	avatars *avatarFetcher
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	retryMu sync.Mutex
+	retries map[any]retryState
+}
+
+type retryState struct {
+	next    time.Time
+	backoff time.Duration
+}
+
+// NewRegistry builds a registry; Start begins background work.
+func NewRegistry(db *database.Database, hs *appservice.Homeserver, namer *ident.Namer, botID id.UserID, cfg *Config, log zerolog.Logger) *Registry {
+	return &Registry{
+		db: db, hs: hs, namer: namer, cfg: cfg, botID: botID,
+		log:     log.With().Str("component", "portals").Logger(),
+		avatars: newAvatarFetcher(cfg.Avatars),
+		retries: make(map[any]retryState),
+	}
+}
+
+// Namer is the identifier mapping the registry uses.
+func (r *Registry) Namer() *ident.Namer { return r.namer }
+
+// Config is the portals config.
+func (r *Registry) Config() *Config { return r.cfg }
+
+// Start starts the queues and the loop that retries unsynced portals and
+// ghosts (including those left over from before a restart).
+func (r *Registry) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	ctx = r.log.WithContext(ctx)
+	r.portals = newQueue(ctx, r.syncPortal)
+	r.ghosts = newQueue(ctx, r.syncGhost)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.retryLoop(ctx)
+	}()
+}
+
+// Stop stops background work and waits for running syncs to end.
+func (r *Registry) Stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.wg.Wait()
+	r.portals.wait()
+	r.ghosts.wait()
+}
+
+// SyncPortal applies the portal's desired state and waits up to the
+// configured time. It returns ErrPending when Synapse is slower than that.
+func (r *Registry) SyncPortal(ctx context.Context, key database.PortalKey) error {
+	return r.wait(ctx, r.portals.request(key, true))
+}
+
+// SyncGhost applies the ghost's desired profile, waiting like SyncPortal.
+func (r *Registry) SyncGhost(ctx context.Context, tenant, slug string) error {
+	return r.wait(ctx, r.ghosts.request(ghostKey{tenant, slug}, true))
+}
+
+// RequestPortalSync asks for a sync without waiting.
+func (r *Registry) RequestPortalSync(key database.PortalKey) { r.portals.request(key, false) }
+
+func (r *Registry) wait(ctx context.Context, ch <-chan error) error {
+	timer := time.NewTimer(r.cfg.SyncWait)
+	defer timer.Stop()
+	select {
+	case err := <-ch:
+		return err
+	case <-timer.C:
+		return ErrPending
+	case <-ctx.Done():
+		return ErrPending
+	}
+}
+
+// retryLoop requests syncs of everything that lags behind its desired
+// state, with a per-item exponential backoff after failures.
+func (r *Registry) retryLoop(ctx context.Context) {
+	const interval = 5 * time.Second
+	for {
+		r.requestUnsynced(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (r *Registry) requestUnsynced(ctx context.Context) {
+	portals, err := r.db.Portals.Unsynced(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("Failed to list unsynced portals")
+		}
+		return
+	}
+	for _, p := range portals {
+		if r.due(p.Key()) {
+			r.portals.request(p.Key(), false)
+		}
+	}
+	ghosts, err := r.db.Ghosts.Unsynced(ctx)
+	if err != nil {
+		return
+	}
+	for _, g := range ghosts {
+		if key := (ghostKey{g.Tenant, g.Slug}); r.due(key) {
+			r.ghosts.request(key, false)
+		}
+	}
+}
+
+// due reports whether a retry of key may run now.
+func (r *Registry) due(key any) bool {
+	r.retryMu.Lock()
+	defer r.retryMu.Unlock()
+	st, ok := r.retries[key]
+	return !ok || time.Now().After(st.next)
+}
+
+// noteResult updates key's backoff after a sync.
+func (r *Registry) noteResult(key any, err error) {
+	r.retryMu.Lock()
+	defer r.retryMu.Unlock()
+	if err == nil {
+		delete(r.retries, key)
+		return
+	}
+	st := r.retries[key]
+	st.backoff = min(max(st.backoff*2, 2*time.Second), 5*time.Minute)
+	st.next = time.Now().Add(st.backoff)
+	r.retries[key] = st
+}
+
+// ResolveAlias implements appservice.AliasResolver: when someone resolves
+// the alias of a portal whose room does not exist yet, the room is created
+// before Synapse is answered.
+func (r *Registry) ResolveAlias(ctx context.Context, alias id.RoomAlias) (bool, error) {
+	p, err := r.db.Portals.GetByAlias(ctx, alias)
+	if err != nil {
+		return false, fmt.Errorf("failed to look up portal: %w", err)
+	}
+	if p == nil || p.Closed {
+		return false, nil
+	}
+	if p.RoomID == "" {
+		if _, err := r.db.Portals.RequestRoom(ctx, p.Key()); err != nil {
+			return false, fmt.Errorf("failed to request room: %w", err)
+		}
+		if err := r.SyncPortal(ctx, p.Key()); err != nil && !errors.Is(err, ErrPending) {
+			return false, err
+		}
+		if p, err = r.db.Portals.GetByAlias(ctx, alias); err != nil || p == nil {
+			return false, err
+		}
+	}
+	return p.RoomID != "", nil
+}
+
+// EnsureRegistered implements appservice.UserRegistrar: only provisioned
+// ghosts and the bot exist.
+func (r *Registry) EnsureRegistered(ctx context.Context, userID id.UserID) error {
+	if userID == r.botID {
+		return r.hs.EnsureRegistered(ctx, userID)
+	}
+	g, err := r.db.Ghosts.GetByUserID(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if g == nil {
+		return appservice.ErrUnknownUser
+	}
+	return r.registerGhost(ctx, g)
+}
+
+var (
+	_ appservice.AliasResolver = (*Registry)(nil)
+	_ appservice.UserRegistrar = (*Registry)(nil)
+)
