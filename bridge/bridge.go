@@ -20,8 +20,10 @@ import (
 	"github.com/rs/zerolog"
 	mxas "maunium.net/go/mautrix/appservice"
 
+	"github.com/openmeet-team/openmeet-bridge/api"
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/portal"
 )
 
 // Version is the bridge's version; main sets it from build information.
@@ -29,11 +31,13 @@ var Version = "dev"
 
 // Bridge is one running bridge process.
 type Bridge struct {
-	Config *Config
-	Log    zerolog.Logger
-	DB     *database.Database
-	HS     *appservice.Homeserver
-	AS     *appservice.Server
+	Config       *Config
+	Log          zerolog.Logger
+	DB           *database.Database
+	HS           *appservice.Homeserver
+	AS           *appservice.Server
+	Portals      *portal.Registry
+	Provisioning *api.Provisioning
 
 	metrics  *prometheus.Registry
 	server   *http.Server
@@ -100,6 +104,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+	b.Portals.Start()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
 	b.wg.Add(2)
@@ -129,7 +134,14 @@ func (b *Bridge) wire() error {
 	if err != nil {
 		return err
 	}
-	b.AS.Users = b.HS
+	namer, err := b.Config.Appservice.Namer(b.Config.Homeserver.Domain)
+	if err != nil {
+		return err
+	}
+	botID := b.Config.Appservice.BotUserID(b.Config.Homeserver.Domain)
+	b.Portals = portal.NewRegistry(b.DB, b.HS, namer, botID, &b.Config.Portals, b.Log)
+	b.AS.Users, b.AS.Aliases = b.Portals, b.Portals
+	b.Provisioning = api.NewProvisioning(b.Config.Provisioning.SharedSecret, b.Config.Provisioning.MaxBodyBytes, b.DB, b.Portals, b.Log)
 	return nil
 }
 
@@ -137,8 +149,10 @@ func (b *Bridge) wire() error {
 func (b *Bridge) Addr() net.Addr { return b.listener.Addr() }
 
 func (b *Bridge) router() http.Handler {
-	r := mux.NewRouter()
+	// Encoded paths keep an escaped "/" inside a slug from splitting it.
+	r := mux.NewRouter().UseEncodedPath()
 	b.AS.Register(r)
+	b.Provisioning.Register(r)
 	r.HandleFunc("/_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	}).Methods(http.MethodGet)
@@ -186,6 +200,9 @@ func (b *Bridge) Stop(ctx context.Context) error {
 			b.cancel()
 		}
 		b.wg.Wait()
+		if b.Portals != nil {
+			b.Portals.Stop()
+		}
 		if b.DB != nil {
 			if err := b.DB.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("failed to close database: %w", err))

@@ -32,6 +32,7 @@ type Config struct {
 // ProvisioningConfig is the provisioning section.
 type ProvisioningConfig struct {
 	SharedSecret string `yaml:"shared_secret"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
 }
 
 // LoggingConfig is the logging section.
@@ -108,6 +109,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("provisioning.shared_secret: not generated; run openmeet-bridge -g or set a secret of at least 32 characters"))
 	case len(s) < appservice.MinTokenLength:
 		errs = append(errs, fmt.Errorf("provisioning.shared_secret: must be at least %d characters", appservice.MinTokenLength))
+	}
+	if c.Provisioning.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("provisioning.max_body_bytes: %d is too small", c.Provisioning.MaxBodyBytes))
 	}
 	for who, level := range c.Permissions {
 		if level != PermissionAdmin && level != PermissionUser {

@@ -1,8 +1,10 @@
 package bridge_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/bridge"
@@ -91,4 +94,43 @@ func getJSON(t testing.TB, url string) (int, map[string]any) {
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out
+}
+
+// provision calls the provisioning API of b and decodes the answer into out
+// (if not nil); it returns the status.
+func provision(t testing.TB, b *bridge.Bridge, method, path string, body any, out any) int {
+	t.Helper()
+	var reader io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		reader = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, "http://"+b.Addr().String()+"/_openmeet/provision/v1"+path, reader)
+	req.Header.Set("Authorization", "Bearer "+b.Config.Provisioning.SharedSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %q is not JSON", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+// provisionUser creates a ghost through the API and fails unless Synapse
+// has it.
+func provisionUser(t testing.TB, b *bridge.Bridge, tenant, slug, name string) id.UserID {
+	t.Helper()
+	var out struct {
+		UserID string `json:"user_id"`
+		State  string `json:"state"`
+	}
+	if code := provision(t, b, "PUT", "/tenants/"+tenant+"/users/"+slug, map[string]string{"displayname": name}, &out); code != 200 || out.State != "synced" {
+		t.Fatalf("PUT user %s: %d %+v", slug, code, out)
+	}
+	return id.UserID(out.UserID)
 }

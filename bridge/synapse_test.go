@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/bridge"
+	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/internal/harness"
 )
 
@@ -26,7 +27,7 @@ func startOnSynapse(t *testing.T, hs *harness.Synapse, dir string) (*bridge.Brid
 
 func TestBotAndGhostExistOnSynapse(t *testing.T) {
 	hs := harness.SharedSynapse(t)
-	startOnSynapse(t, hs, t.TempDir())
+	b, _ := startOnSynapse(t, hs, t.TempDir())
 	alice := hs.NewUser(t, "alice")
 	ctx := context.Background()
 
@@ -35,9 +36,15 @@ func TestBotAndGhostExistOnSynapse(t *testing.T) {
 	if err != nil || name != "OpenMeet bridge" {
 		t.Fatalf("bot profile: %q, %v", name, err)
 	}
-	// A ghost nobody has registered yet: when an event concerns it, Synapse
-	// asks the bridge (GET /_matrix/app/v1/users/…), which registers it.
-	ghost := fmt.Sprintf("@openmeet_acme_%s:%s", harness.UniqueName("bob"), hs.ServerName)
+	// A provisioned ghost the homeserver does not know yet: when an event
+	// concerns it, Synapse asks the bridge (GET /_matrix/app/v1/users/…),
+	// which registers it. A ghost ID nobody provisioned stays unknown.
+	slug := harness.UniqueName("bob")
+	ghost := fmt.Sprintf("@openmeet_acme_%s:%s", slug, hs.ServerName)
+	stranger := fmt.Sprintf("@openmeet_acme_%s:%s", harness.UniqueName("eve"), hs.ServerName)
+	if _, err := b.DB.Ghosts.Put(ctx, &database.Ghost{Tenant: "acme", Slug: slug, UserID: id.UserID(ghost), Displayname: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := alice.Profile(ctx, ghost); err == nil {
 		t.Fatal("ghost exists before anything asked for it")
 	}
@@ -45,13 +52,18 @@ func TestBotAndGhostExistOnSynapse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.Invite(ctx, roomID, ghost); err != nil {
-		t.Fatal(err)
+	for _, u := range []string{ghost, stranger} {
+		if err := alice.Invite(ctx, roomID, u); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, 30*time.Second, "the ghost to exist", func() bool {
 		_, _, err := alice.Profile(ctx, ghost)
 		return err == nil
 	})
+	if _, _, err := alice.Profile(ctx, stranger); err == nil {
+		t.Fatal("an unprovisioned ghost was registered")
+	}
 	// Outside the namespace, nothing is created.
 	if _, _, err := alice.Profile(ctx, "@nobody_"+harness.UniqueName("x")+":"+hs.ServerName); err == nil {
 		t.Fatal("profile of an unknown user exists")
@@ -96,10 +108,7 @@ func TestRoomEventsLoggedOnceAcrossOutage(t *testing.T) {
 	alice := hs.NewUser(t, "alice")
 	ctx := context.Background()
 
-	ghost := id.UserID(fmt.Sprintf("@openmeet_acme_%s:%s", harness.UniqueName("carol"), hs.ServerName))
-	if err := b.HS.EnsureRegistered(ctx, ghost); err != nil {
-		t.Fatal(err)
-	}
+	ghost := provisionUser(t, b, "acme", harness.UniqueName("carol"), "Carol")
 	roomID, err := alice.CreateRoom(ctx, map[string]any{"preset": "private_chat", "name": "outage test"})
 	if err != nil {
 		t.Fatal(err)

@@ -141,3 +141,11 @@ func nilIfNoRows[T any](v *T, err error) (*T, error) {
 	}
 	return v, err
 }
+
+const tenantExistsQuery = `SELECT EXISTS (SELECT 1 FROM ghost WHERE tenant = $1) OR EXISTS (SELECT 1 FROM portal WHERE tenant = $1)`
+
+// TenantExists reports whether any user or portal of tenant is known.
+func (db *Database) TenantExists(ctx context.Context, tenant string) (exists bool, err error) {
+	err = db.QueryRow(ctx, tenantExistsQuery, tenant).Scan(&exists)
+	return
+}

@@ -69,3 +69,6 @@ func (f *avatarFetcher) fetch(ctx context.Context, source string) ([]byte, strin
 	}
 	return data, contentType, nil
 }
+
+// IsMXC reports whether source is an mxc:// URI, which needs no upload.
+func IsMXC(source string) bool { return strings.HasPrefix(source, "mxc://") }
