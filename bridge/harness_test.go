@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -134,3 +135,5 @@ func provisionUser(t testing.TB, b *bridge.Bridge, tenant, slug, name string) id
 	}
 	return id.UserID(out.UserID)
 }
+
+func asHTTPError(err error, target **harness.HTTPError) bool { return errors.As(err, target) }
