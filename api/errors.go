@@ -61,10 +61,13 @@ func describeJSONError(err error) string {
 	return err.Error()
 }
 
-func unrecognized(w http.ResponseWriter, r *http.Request) {
+// NotFound answers 404 M_UNRECOGNIZED, for paths nothing serves.
+func NotFound(w http.ResponseWriter, r *http.Request) {
 	mautrix.MUnrecognized.WithMessage("Unrecognized request").Write(w)
 }
 
-func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+// MethodNotAllowed answers 405 M_UNRECOGNIZED, for a known path with a
+// method it does not take.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	mautrix.MUnrecognized.WithMessage("Method not allowed").WithStatus(http.StatusMethodNotAllowed).Write(w)
 }

@@ -61,19 +61,24 @@ func (p *Provisioning) Register(r *mux.Router) {
 	sub.Use(p.authenticate)
 	t := "/tenants/{tenant}"
 	k := t + "/{kind:events|groups}"
-	sub.HandleFunc(t+"/users/{slug}", p.putUser).Methods(http.MethodPut)
-	sub.HandleFunc(t+"/users/{slug}", p.getUser).Methods(http.MethodGet)
-	sub.HandleFunc(k, p.listPortals).Methods(http.MethodGet)
-	sub.HandleFunc(k+"/{slug}", p.putPortal).Methods(http.MethodPut)
-	sub.HandleFunc(k+"/{slug}", p.getPortal).Methods(http.MethodGet)
-	sub.HandleFunc(k+"/{slug}", p.deletePortal).Methods(http.MethodDelete)
-	sub.HandleFunc(k+"/{slug}/members", p.listMembers).Methods(http.MethodGet)
-	sub.HandleFunc(k+"/{slug}/members:batch", p.batchMembers).Methods(http.MethodPost)
-	sub.HandleFunc(k+"/{slug}/members/{user}", p.putMember).Methods(http.MethodPut)
-	sub.HandleFunc(k+"/{slug}/members/{user}", p.getMember).Methods(http.MethodGet)
-	sub.HandleFunc(k+"/{slug}/members/{user}", p.deleteMember).Methods(http.MethodDelete)
-	sub.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
-	sub.PathPrefix("/").HandlerFunc(unrecognized)
+	routes := []struct {
+		path    string
+		methods map[string]http.HandlerFunc
+	}{
+		{t + "/users/{slug}", map[string]http.HandlerFunc{"PUT": p.putUser, "GET": p.getUser}},
+		{k, map[string]http.HandlerFunc{"GET": p.listPortals}},
+		{k + "/{slug}", map[string]http.HandlerFunc{"PUT": p.putPortal, "GET": p.getPortal, "DELETE": p.deletePortal}},
+		{k + "/{slug}/members", map[string]http.HandlerFunc{"GET": p.listMembers}},
+		{k + "/{slug}/members:batch", map[string]http.HandlerFunc{"POST": p.batchMembers}},
+		{k + "/{slug}/members/{user}", map[string]http.HandlerFunc{"PUT": p.putMember, "GET": p.getMember, "DELETE": p.deleteMember}},
+	}
+	for _, route := range routes {
+		for method, handler := range route.methods {
+			sub.HandleFunc(route.path, handler).Methods(method)
+		}
+		// Any other method on a known path: 405, not 404.
+		sub.HandleFunc(route.path, MethodNotAllowed)
+	}
 }
 
 func (p *Provisioning) authenticate(next http.Handler) http.Handler {

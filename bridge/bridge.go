@@ -151,6 +151,8 @@ func (b *Bridge) Addr() net.Addr { return b.listener.Addr() }
 func (b *Bridge) router() http.Handler {
 	// Encoded paths keep an escaped "/" inside a slug from splitting it.
 	r := mux.NewRouter().UseEncodedPath()
+	r.NotFoundHandler = http.HandlerFunc(api.NotFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(api.MethodNotAllowed)
 	b.AS.Register(r)
 	b.Provisioning.Register(r)
 	r.HandleFunc("/_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
