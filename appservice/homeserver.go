@@ -16,10 +16,11 @@ import (
 // Homeserver is the bridge's client side: it acts on Synapse as the bot or
 // as a ghost, and tracks whether Synapse is reachable.
 type Homeserver struct {
-	as    *mxas.AppService
-	cfg   *Config
-	log   zerolog.Logger
-	ready atomic.Bool
+	as       *mxas.AppService
+	cfg      *Config
+	log      zerolog.Logger
+	ready    atomic.Bool
+	requests *requestCounter
 
 	mu      sync.Mutex
 	lastErr error
@@ -52,9 +53,18 @@ func NewHomeserver(cfg *Config, hs *HomeserverConfig, log zerolog.Logger) (*Home
 	}
 	log = log.With().Str("component", "homeserver").Logger()
 	as.Log = log
-	as.HTTPClient = &http.Client{Timeout: 60 * time.Second}
-	return &Homeserver{as: as, cfg: cfg, log: log}, nil
+	counter := &requestCounter{next: http.DefaultTransport, counts: make(map[string]int)}
+	as.HTTPClient = &http.Client{Timeout: 60 * time.Second, Transport: counter}
+	return &Homeserver{as: as, cfg: cfg, log: log, requests: counter}, nil
 }
+
+// RequestCounts returns how many requests the bridge has sent to the
+// homeserver, by "METHOD endpoint".
+func (h *Homeserver) RequestCounts() map[string]int { return h.requests.snapshot() }
+
+// ObserveRequests calls fn for every request to the homeserver (for
+// metrics). Set it before the bridge starts.
+func (h *Homeserver) ObserveRequests(fn func(method, endpoint string)) { h.requests.observe = fn }
 
 // Ready reports whether the last check of the homeserver connection passed.
 func (h *Homeserver) Ready() bool { return h.ready.Load() }

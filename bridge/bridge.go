@@ -130,6 +130,12 @@ func (b *Bridge) wire() error {
 	if err != nil {
 		return err
 	}
+	hsRequests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "openmeet_homeserver_requests_total",
+		Help: "Requests the bridge sent to the homeserver, by method and endpoint.",
+	}, []string{"method", "endpoint"})
+	b.metrics.MustRegister(hsRequests)
+	b.HS.ObserveRequests(func(method, endpoint string) { hsRequests.WithLabelValues(method, endpoint).Inc() })
 	b.AS, err = appservice.NewServer(&b.Config.Appservice, b.Config.Homeserver.Domain, b.DB, b.Log, b.metrics)
 	if err != nil {
 		return err

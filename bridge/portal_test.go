@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/bridge"
@@ -275,5 +277,33 @@ func TestParallelMembershipBursts(t *testing.T) {
 		if levels[u.String()] != wantLevel {
 			t.Errorf("%s has level %d, want %d", u, levels[u.String()], wantLevel)
 		}
+	}
+}
+
+// TestPermanentErrorIsVisible bans a ghost from a portal room behind the
+// bridge's back; making it a member then fails, and the API says why.
+func TestPermanentErrorIsVisible(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	b, _ := startOnSynapse(t, hs, t.TempDir())
+	tenant := harness.UniqueName("tenant-")
+	ghost := provisionUser(t, b, tenant, "banned", "Banned")
+	base := "/tenants/" + tenant + "/events/strict"
+	var p portalOut
+	if code := provision(t, b, "PUT", base, map[string]any{"name": "Strict", "visibility": "public", "ensure_room": true}, &p); code != 200 {
+		t.Fatal(code)
+	}
+	if _, err := b.HS.Bot().Client.BanUser(context.Background(), id.RoomID(p.RoomID), &mautrix.ReqBanUser{UserID: ghost, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Portal portalOut `json:"portal"`
+	}
+	code := provision(t, b, "PUT", base+"/members/banned", map[string]string{"role": "attendee"}, &out)
+	if code != 202 || out.Portal.State != "error" || !strings.Contains(out.Portal.LastError, "banned") {
+		t.Fatalf("member PUT for a banned ghost: %d %+v", code, out)
+	}
+	provision(t, b, "GET", base, nil, &p)
+	if p.State != "error" || p.LastError == "" {
+		t.Fatalf("GET does not show the error: %+v", p)
 	}
 }

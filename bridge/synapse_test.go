@@ -17,7 +17,7 @@ import (
 // The tests below share one Synapse, whose registration points at one port,
 // so they do not run in parallel with each other.
 
-func startOnSynapse(t *testing.T, hs *harness.Synapse, dir string) (*bridge.Bridge, *bridge.Config) {
+func startOnSynapse(t testing.TB, hs *harness.Synapse, dir string) (*bridge.Bridge, *bridge.Config) {
 	t.Helper()
 	cfg := testConfig(t, dir, hs.URL, hs.ServerName, hs.AS)
 	b := startBridge(t, cfg)

@@ -48,7 +48,8 @@ func (r *Registry) applyGhost(ctx context.Context, g *database.Ghost) error {
 			return fmt.Errorf("failed to set display name: %w", err)
 		}
 	}
-	if g.AvatarApplied == nil || *g.AvatarApplied != mxc {
+	// A new ghost has no avatar, so "none" needs no request.
+	if (g.AvatarApplied == nil && mxc != "") || (g.AvatarApplied != nil && *g.AvatarApplied != mxc) {
 		uri, _ := id.ParseContentURI(mxc)
 		if err := client.SetAvatarURL(ctx, uri); err != nil {
 			return fmt.Errorf("failed to set avatar: %w", err)

@@ -291,3 +291,6 @@ func SharedSynapse(tb testing.TB) *Synapse {
 	}
 	return sharedHS
 }
+
+// PID is the Synapse process's ID (for measuring its CPU time).
+func (s *Synapse) PID() int { return s.cmd.Process.Pid }
