@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -52,45 +53,73 @@ type desiredMember struct {
 }
 
 func (r *Registry) applyPortal(ctx context.Context, p *database.Portal) error {
+	desired, err := r.desiredMembers(ctx, p)
+	if err != nil {
+		return err
+	}
+	if p.RoomID == "" {
+		if p.Closed || (len(desired) == 0 && !p.RoomRequested) {
+			return nil // lazily: no room until someone needs it
+		}
+		if err = r.createRoom(ctx, p, desired); err != nil {
+			return err
+		}
+	}
+	state, err := r.hs.Bot().Client.State(ctx, p.RoomID)
+	if err != nil {
+		return fmt.Errorf("failed to read room state: %w", err)
+	}
+	pl, err := r.makePlan(p, desired, state)
+	if err != nil {
+		return err
+	}
+	return pl.run(ctx, r)
+}
+
+// desiredMembers loads the portal's members with their levels.
+func (r *Registry) desiredMembers(ctx context.Context, p *database.Portal) (map[id.UserID]desiredMember, error) {
 	members, err := r.db.PortalMembers.List(ctx, p.Key())
 	if err != nil {
-		return fmt.Errorf("failed to load members: %w", err)
+		return nil, fmt.Errorf("failed to load members: %w", err)
 	}
 	desired := make(map[id.UserID]desiredMember, len(members))
 	for _, m := range members {
 		level, ok := r.cfg.Level(ident.Kind(p.Kind), m.Role)
 		if !ok {
 			// The role was valid when stored but the config has changed.
-			return fmt.Errorf("role %q of %s is not configured for %ss", m.Role, m.UserSlug, p.Kind)
+			return nil, fmt.Errorf("role %q of %s is not configured for %ss", m.Role, m.UserSlug, p.Kind)
 		}
 		desired[m.UserID] = desiredMember{m, level}
 	}
-	if p.Closed {
-		return r.closeRoom(ctx, p)
+	return desired, nil
+}
+
+// Diff lists what the homeserver lacks of the portal's desired state,
+// without changing anything; nil means the room matches.
+func (r *Registry) Diff(ctx context.Context, key database.PortalKey) ([]string, error) {
+	p, err := r.db.Portals.Get(ctx, key)
+	if err != nil || p == nil {
+		return nil, err
 	}
-	created := false
-	if p.RoomID == "" && len(desired) == 0 && !p.RoomRequested {
-		return nil // lazily: no room until someone needs it
+	desired, err := r.desiredMembers(ctx, p)
+	if err != nil {
+		return nil, err
 	}
 	if p.RoomID == "" {
-		if err = r.createRoom(ctx, p, desired); err != nil {
-			return err
+		if !p.Closed && (len(desired) > 0 || p.RoomRequested) {
+			return []string{"create the room"}, nil
 		}
-		created = true
+		return nil, nil
 	}
 	state, err := r.hs.Bot().Client.State(ctx, p.RoomID)
 	if err != nil {
-		return fmt.Errorf("failed to read room state: %w", err)
+		return nil, fmt.Errorf("failed to read room state: %w", err)
 	}
-	if !created {
-		if err = r.applySettings(ctx, p, state); err != nil {
-			return err
-		}
+	pl, err := r.makePlan(p, desired, state)
+	if err != nil {
+		return nil, err
 	}
-	if err = r.applyMembers(ctx, p, desired, state); err != nil {
-		return err
-	}
-	return r.applyPowerLevels(ctx, p, desired, state)
+	return pl.Descriptions(), nil
 }
 
 // createRoom creates the portal's room with its alias, name, topic, join
@@ -141,84 +170,6 @@ func (r *Registry) createRoom(ctx context.Context, p *database.Portal, desired m
 	return nil
 }
 
-// applySettings brings name, topic, join rules and alias in line.
-func (r *Registry) applySettings(ctx context.Context, p *database.Portal, state mautrix.RoomStateMap) error {
-	bot := r.hs.Bot().Client
-	send := func(evtType event.Type, content any) error {
-		_, err := bot.SendStateEvent(ctx, p.RoomID, evtType, "", content)
-		if err != nil {
-			return fmt.Errorf("failed to set %s: %w", evtType.Type, err)
-		}
-		return nil
-	}
-	if name := stateContent(state, event.StateRoomName); name == nil || name.AsRoomName().Name != p.Name {
-		if err := send(event.StateRoomName, &event.RoomNameEventContent{Name: p.Name}); err != nil {
-			return err
-		}
-	}
-	if topic := stateContent(state, event.StateTopic); (topic == nil && p.Topic != "") || (topic != nil && topic.AsTopic().Topic != p.Topic) {
-		if err := send(event.StateTopic, &event.TopicEventContent{Topic: p.Topic}); err != nil {
-			return err
-		}
-	}
-	wantRule := event.JoinRuleInvite
-	if p.Visibility == "public" {
-		wantRule = event.JoinRulePublic
-	}
-	if rules := stateContent(state, event.StateJoinRules); rules == nil || rules.AsJoinRules().JoinRule != wantRule {
-		if err := send(event.StateJoinRules, &event.JoinRulesEventContent{JoinRule: wantRule}); err != nil {
-			return err
-		}
-		if r.cfg.PublishPublic {
-			visibility := "private"
-			if wantRule == event.JoinRulePublic {
-				visibility = "public"
-			}
-			if err := setDirectoryVisibility(ctx, bot, p.RoomID, visibility); err != nil {
-				return err
-			}
-		}
-	}
-	if canonical := stateContent(state, event.StateCanonicalAlias); canonical == nil || canonical.AsCanonicalAlias().Alias != p.Alias {
-		// A reopened portal whose alias was deleted on close.
-		if _, err := bot.CreateAlias(ctx, p.Alias, p.RoomID); err != nil && !isAliasExists(err) {
-			return fmt.Errorf("failed to create alias: %w", err)
-		}
-		if err := send(event.StateCanonicalAlias, &event.CanonicalAliasEventContent{Alias: p.Alias}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// applyMembers joins the ghosts that should be in the room and takes out
-// the ghosts that should not. Users who are not ghosts are left alone.
-func (r *Registry) applyMembers(ctx context.Context, p *database.Portal, desired map[id.UserID]desiredMember, state mautrix.RoomStateMap) error {
-	membership := func(userID id.UserID) event.Membership {
-		if evt := state[event.StateMember][userID.String()]; evt != nil {
-			return evt.Content.AsMember().Membership
-		}
-		return ""
-	}
-	var work []func(context.Context) error
-	for userID, m := range desired {
-		current := membership(userID)
-		if current == event.MembershipJoin {
-			continue
-		}
-		work = append(work, func(ctx context.Context) error { return r.joinGhost(ctx, p, m.PortalMember, current) })
-	}
-	for stateKey, evt := range state[event.StateMember] {
-		userID := id.UserID(stateKey)
-		m := evt.Content.AsMember().Membership
-		if _, want := desired[userID]; want || !r.isGhost(userID) || (m != event.MembershipJoin && m != event.MembershipInvite) {
-			continue
-		}
-		work = append(work, func(ctx context.Context) error { return r.removeGhost(ctx, p.RoomID, userID) })
-	}
-	return r.parallel(ctx, work)
-}
-
 func (r *Registry) joinGhost(ctx context.Context, p *database.Portal, m *database.PortalMember, current event.Membership) error {
 	ghost := &database.Ghost{Tenant: m.Tenant, Slug: m.UserSlug, UserID: m.UserID, Registered: m.Registered}
 	if err := r.registerGhost(ctx, ghost); err != nil {
@@ -242,88 +193,6 @@ func (r *Registry) removeGhost(ctx context.Context, roomID id.RoomID, userID id.
 	r.hs.MarkRegistered(ctx, userID)
 	if _, err := r.hs.Intent(userID).Client.LeaveRoom(ctx, roomID); err != nil {
 		return fmt.Errorf("failed to remove %s: %w", userID, err)
-	}
-	return nil
-}
-
-// applyPowerLevels sets each desired ghost's level and drops the entries of
-// ghosts that are no longer members, in at most one state event. Entries of
-// other users and every other key are kept as they are.
-func (r *Registry) applyPowerLevels(ctx context.Context, p *database.Portal, desired map[id.UserID]desiredMember, state mautrix.RoomStateMap) error {
-	content := stateContent(state, event.StatePowerLevels)
-	if content == nil {
-		return errors.New("room has no power levels")
-	}
-	pl := content.AsPowerLevels()
-	if pl.Users == nil {
-		pl.Users = make(map[id.UserID]int)
-	}
-	changed := false
-	set := func(userID id.UserID, level int) {
-		current, has := pl.Users[userID]
-		switch {
-		case level == pl.UsersDefault && has && userID != r.botID:
-			delete(pl.Users, userID)
-			changed = true
-		case level != pl.UsersDefault && (!has || current != level):
-			pl.Users[userID] = level
-			changed = true
-		}
-	}
-	set(r.botID, botLevel)
-	for userID, m := range desired {
-		set(userID, m.level)
-	}
-	for userID := range pl.Users {
-		if _, want := desired[userID]; !want && userID != r.botID && r.isGhost(userID) {
-			delete(pl.Users, userID)
-			changed = true
-		}
-	}
-	if !changed {
-		return nil
-	}
-	if _, err := r.hs.Bot().Client.SendStateEvent(ctx, p.RoomID, event.StatePowerLevels, "", pl); err != nil {
-		return fmt.Errorf("failed to set power levels: %w", err)
-	}
-	return nil
-}
-
-// closeRoom takes the ghosts out, deletes the alias and makes the room
-// invite-only, as configured. The bot stays, so the history is kept.
-func (r *Registry) closeRoom(ctx context.Context, p *database.Portal) error {
-	if p.RoomID == "" {
-		return nil
-	}
-	bot := r.hs.Bot().Client
-	state, err := bot.State(ctx, p.RoomID)
-	if err != nil {
-		return fmt.Errorf("failed to read room state: %w", err)
-	}
-	if r.cfg.Close.RemoveMembers {
-		if err := r.applyMembers(ctx, p, nil, state); err != nil {
-			return err
-		}
-	}
-	if r.cfg.Close.DeleteAlias {
-		if _, err := bot.DeleteAlias(ctx, p.Alias); err != nil && !errors.Is(err, mautrix.MNotFound) {
-			return fmt.Errorf("failed to delete alias: %w", err)
-		}
-		if canonical := stateContent(state, event.StateCanonicalAlias); canonical != nil && canonical.AsCanonicalAlias().Alias == p.Alias {
-			if _, err := bot.SendStateEvent(ctx, p.RoomID, event.StateCanonicalAlias, "", &event.CanonicalAliasEventContent{}); err != nil {
-				return fmt.Errorf("failed to clear canonical alias: %w", err)
-			}
-		}
-	}
-	if rules := stateContent(state, event.StateJoinRules); rules == nil || rules.AsJoinRules().JoinRule != event.JoinRuleInvite {
-		if _, err := bot.SendStateEvent(ctx, p.RoomID, event.StateJoinRules, "", &event.JoinRulesEventContent{JoinRule: event.JoinRuleInvite}); err != nil {
-			return fmt.Errorf("failed to close join rules: %w", err)
-		}
-		if r.cfg.PublishPublic {
-			if err := setDirectoryVisibility(ctx, bot, p.RoomID, "private"); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -385,4 +254,9 @@ func isAliasExists(err error) bool {
 func aliasLocalpart(alias id.RoomAlias) string {
 	local, _, _ := strings.Cut(strings.TrimPrefix(string(alias), "#"), ":")
 	return local
+}
+
+func joinSorted(items []string) string {
+	slices.Sort(items)
+	return strings.Join(items, ", ")
 }
