@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 
 	"maunium.net/go/mautrix/id"
 
@@ -29,9 +30,10 @@ type HomeserverConfig struct {
 
 // BotConfig describes the bridge bot.
 type BotConfig struct {
-	Username    string `yaml:"username"`
-	Displayname string `yaml:"displayname"`
-	Avatar      string `yaml:"avatar"`
+	Username      string `yaml:"username"`
+	Displayname   string `yaml:"displayname"`
+	Avatar        string `yaml:"avatar"`
+	CommandPrefix string `yaml:"command_prefix"`
 }
 
 // Config is the appservice section of the config.
@@ -104,6 +106,9 @@ func (c *Config) Validate(domain string) error {
 		if _, _, err := namer.ParseGhost(id.NewUserID(c.Bot.Username, domainOr(domain))); err == nil {
 			errs = append(errs, fmt.Errorf("appservice.bot.username: %q lies inside the ghost namespace", c.Bot.Username))
 		}
+	}
+	if c.Bot.CommandPrefix == "" || strings.ContainsAny(c.Bot.CommandPrefix, " \t\n") {
+		errs = append(errs, fmt.Errorf("appservice.bot.command_prefix: %q must be one word, such as !om", c.Bot.CommandPrefix))
 	}
 	if c.Bot.Avatar != "" {
 		if _, err := id.ParseContentURI(c.Bot.Avatar); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/openmeet-team/openmeet-bridge/api"
 	"github.com/openmeet-team/openmeet-bridge/appservice"
+	"github.com/openmeet-team/openmeet-bridge/bridge/commands"
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/portal"
 )
@@ -37,6 +38,7 @@ type Bridge struct {
 	HS           *appservice.Homeserver
 	AS           *appservice.Server
 	Portals      *portal.Registry
+	Commands     *commands.Processor
 	Provisioning *api.Provisioning
 
 	metrics  *prometheus.Registry
@@ -107,7 +109,11 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.Portals.Start()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
-	b.wg.Add(2)
+	b.wg.Add(3)
+	go func() {
+		defer b.wg.Done()
+		b.Commands.Run(runCtx)
+	}()
 	go func() {
 		defer b.wg.Done()
 		if err := b.server.Serve(b.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -147,6 +153,12 @@ func (b *Bridge) wire() error {
 	botID := b.Config.Appservice.BotUserID(b.Config.Homeserver.Domain)
 	b.Portals = portal.NewRegistry(b.DB, b.HS, namer, botID, &b.Config.Portals, b.Log)
 	b.AS.Users, b.AS.Aliases = b.Portals, b.Portals
+	b.Commands = commands.New(commands.Config{
+		Prefix:      b.Config.Appservice.Bot.CommandPrefix,
+		Permissions: b.Config.Permissions,
+		Version:     Version,
+	}, b.DB, b.HS, b.Portals, botID, b.Log)
+	b.AS.Sink = &eventSink{commands: b.Commands}
 	b.Provisioning = api.NewProvisioning(b.Config.Provisioning.SharedSecret, b.Config.Provisioning.MaxBodyBytes, b.DB, b.Portals, b.Log)
 	return nil
 }

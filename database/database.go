@@ -75,6 +75,7 @@ type Database struct {
 	Ghosts        *GhostQuery
 	Portals       *PortalQuery
 	PortalMembers *PortalMemberQuery
+	Bot           *BotQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -152,6 +153,7 @@ func wrap(raw *dbutil.Database) *Database {
 		Ghosts:        &GhostQuery{db: raw},
 		Portals:       portals,
 		PortalMembers: &PortalMemberQuery{db: raw, portals: portals},
+		Bot:           &BotQuery{db: raw},
 	}
 }
 

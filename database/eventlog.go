@@ -25,6 +25,7 @@ type LoggedEvent struct {
 	// Raw is the event exactly as Synapse sent it.
 	Raw []byte
 	// Membership is content.membership of m.room.member events, else empty.
+	// It is set on events being written, not on events read back.
 	Membership event.Membership
 }
 

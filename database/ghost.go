@@ -149,3 +149,12 @@ func (db *Database) TenantExists(ctx context.Context, tenant string) (exists boo
 	err = db.QueryRow(ctx, tenantExistsQuery, tenant).Scan(&exists)
 	return
 }
+
+const clearGhostAppliedQuery = `UPDATE ghost SET displayname_applied = NULL, avatar_applied = NULL WHERE tenant = $1 AND slug = $2`
+
+// ClearApplied forgets what the homeserver has, so the next sync sends the
+// whole profile again.
+func (q *GhostQuery) ClearApplied(ctx context.Context, tenant, slug string) error {
+	_, err := q.db.Exec(ctx, clearGhostAppliedQuery, tenant, slug)
+	return err
+}

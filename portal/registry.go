@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/appservice"
@@ -43,6 +44,9 @@ type Registry struct {
 
 	retryMu sync.Mutex
 	retries map[any]retryState
+
+	locksMu sync.Mutex
+	locks   map[database.PortalKey]*sync.Mutex
 }
 
 type retryState struct {
@@ -57,6 +61,7 @@ func NewRegistry(db *database.Database, hs *appservice.Homeserver, namer *ident.
 		log:     log.With().Str("component", "portals").Logger(),
 		avatars: newAvatarFetcher(cfg.Avatars),
 		retries: make(map[any]retryState),
+		locks:   make(map[database.PortalKey]*sync.Mutex),
 	}
 }
 
@@ -224,3 +229,47 @@ var (
 	_ appservice.AliasResolver = (*Registry)(nil)
 	_ appservice.UserRegistrar = (*Registry)(nil)
 )
+
+// lockPortal serialises changes to one portal's room made outside its
+// queue (set-pl) with the queue's syncs: power levels are replaced as a
+// whole, so two writers must never interleave.
+func (r *Registry) lockPortal(key database.PortalKey) func() {
+	r.locksMu.Lock()
+	l, ok := r.locks[key]
+	if !ok {
+		l = &sync.Mutex{}
+		r.locks[key] = l
+	}
+	r.locksMu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// SetPowerLevel sets one user's level in a portal's room, reading and
+// writing the power levels under the portal's lock.
+func (r *Registry) SetPowerLevel(ctx context.Context, key database.PortalKey, userID id.UserID, level int) error {
+	p, err := r.db.Portals.Get(ctx, key)
+	if err != nil || p == nil || p.RoomID == "" {
+		return errors.Join(err, errors.New("the portal has no room"))
+	}
+	defer r.lockPortal(key)()
+	bot := r.hs.Bot().Client
+	var levels event.PowerLevelsEventContent
+	if err := bot.StateEvent(ctx, p.RoomID, event.StatePowerLevels, "", &levels); err != nil {
+		return fmt.Errorf("failed to read power levels: %w", err)
+	}
+	levels.SetUserLevel(userID, level)
+	if _, err := bot.SendStateEvent(ctx, p.RoomID, event.StatePowerLevels, "", &levels); err != nil {
+		return fmt.Errorf("failed to set power levels: %w", err)
+	}
+	return nil
+}
+
+// SyncGhostFully sends a ghost's whole profile again, even what the bridge
+// believes the homeserver already has.
+func (r *Registry) SyncGhostFully(ctx context.Context, tenant, slug string) error {
+	if err := r.db.Ghosts.ClearApplied(ctx, tenant, slug); err != nil {
+		return err
+	}
+	return r.SyncGhost(ctx, tenant, slug)
+}

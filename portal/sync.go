@@ -28,7 +28,9 @@ func (r *Registry) syncPortal(ctx context.Context, key database.PortalKey) error
 	}
 	log := r.log.With().Str("tenant", key.Tenant).Str("kind", key.Kind).Str("slug", key.Slug).Logger()
 	ctx = log.WithContext(ctx)
+	unlock := r.lockPortal(key)
 	err = r.applyPortal(ctx, p)
+	unlock()
 	r.noteResult(key, err)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -1,4 +1,4 @@
--- v0 -> v2 (compatible with v1+): Latest revision
+-- v0 -> v3 (compatible with v2+): Latest revision
 
 -- The highest stream position handed out. One row. Every writer of the event
 -- log increments it inside its transaction, which holds the row lock until
@@ -100,3 +100,17 @@ CREATE TABLE portal_member (
     FOREIGN KEY (tenant, user_slug) REFERENCES ghost (tenant, slug) ON DELETE CASCADE
 );
 CREATE INDEX portal_member_user_idx ON portal_member (tenant, user_slug);
+
+-- Small durable values of the bot, such as how far in the event log it has
+-- read commands.
+CREATE TABLE bot_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Rooms where someone talks to the bot directly; commands need no prefix.
+CREATE TABLE management_room (
+    room_id    TEXT   PRIMARY KEY,
+    user_id    TEXT   NOT NULL,
+    created_at BIGINT NOT NULL
+);
