@@ -76,6 +76,8 @@ type Database struct {
 	Portals       *PortalQuery
 	PortalMembers *PortalMemberQuery
 	Bot           *BotQuery
+	Outbox        *OutboxQuery
+	Tickets       *TicketQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -154,6 +156,8 @@ func wrap(raw *dbutil.Database) *Database {
 		Portals:       portals,
 		PortalMembers: &PortalMemberQuery{db: raw, portals: portals},
 		Bot:           &BotQuery{db: raw},
+		Outbox:        &OutboxQuery{db: raw},
+		Tickets:       &TicketQuery{db: raw},
 	}
 }
 
