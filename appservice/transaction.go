@@ -163,6 +163,7 @@ func parseTimelineEvent(raw gjson.Result) (*database.LoggedEvent, error) {
 			return nil, fmt.Errorf("m.room.member state_key %q is not a user ID", *evt.StateKey)
 		}
 		evt.Membership = event.Membership(membership.Str)
+		evt.MemberDisplayname = content.Get("displayname").String()
 	}
 	return evt, nil
 }

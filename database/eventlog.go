@@ -25,8 +25,10 @@ type LoggedEvent struct {
 	// Raw is the event exactly as Synapse sent it.
 	Raw []byte
 	// Membership is content.membership of m.room.member events, else empty.
-	// It is set on events being written, not on events read back.
-	Membership event.Membership
+	// It is set on events being written, not on events read back, as is
+	// MemberDisplayname (content.displayname).
+	Membership        event.Membership
+	MemberDisplayname string
 }
 
 // GetMassInsertValues implements dbutil.MassInsertable.
@@ -153,7 +155,7 @@ func (q *EventLogQuery) updateMembers(ctx context.Context, written []*LoggedEven
 	rows := make([]*memberRow, len(order))
 	for i, key := range order {
 		evt := latest[key]
-		rows[i] = &memberRow{RoomID: key.room, UserID: key.user, Membership: evt.Membership, EventID: evt.EventID, Position: evt.Position}
+		rows[i] = &memberRow{RoomID: key.room, UserID: key.user, Membership: evt.Membership, Displayname: evt.MemberDisplayname, EventID: evt.EventID, Position: evt.Position}
 	}
 	query, params := memberUpsertBuilder.Build([0]any{}, rows)
 	if _, err := q.db.Exec(ctx, query, params...); err != nil {

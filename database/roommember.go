@@ -22,32 +22,35 @@ type memberKey struct {
 }
 
 type memberRow struct {
-	RoomID     id.RoomID
-	UserID     id.UserID
-	Membership event.Membership
-	EventID    id.EventID
-	Position   int64
+	RoomID      id.RoomID
+	UserID      id.UserID
+	Membership  event.Membership
+	Displayname string
+	EventID     id.EventID
+	Position    int64
 }
 
-func (m *memberRow) GetMassInsertValues() [5]any {
-	return [5]any{m.RoomID, m.UserID, m.Membership, m.EventID, m.Position}
+func (m *memberRow) GetMassInsertValues() [6]any {
+	return [6]any{m.RoomID, m.UserID, m.Membership, m.Displayname, m.EventID, m.Position}
 }
 
 const (
 	// Only a newer event may overwrite a row, so a replayed old transaction
 	// cannot roll membership back.
 	upsertMemberQuery = `
-		INSERT INTO room_member (room_id, user_id, membership, event_id, stream_pos)
-		VALUES ($1, $2, $3, $4, $5)
+		INSERT INTO room_member (room_id, user_id, membership, displayname, event_id, stream_pos)
+		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (room_id, user_id) DO UPDATE
-			SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos
+			SET membership = excluded.membership, displayname = excluded.displayname,
+				event_id = excluded.event_id, stream_pos = excluded.stream_pos
 			WHERE excluded.stream_pos > room_member.stream_pos`
 	getMembershipQuery    = `SELECT membership FROM room_member WHERE room_id = $1 AND user_id = $2`
 	getJoinedRoomsQuery   = `SELECT room_id FROM room_member WHERE user_id = $1 AND membership = 'join' ORDER BY room_id`
+	getDisplaynameQuery   = `SELECT displayname FROM room_member WHERE room_id = $1 AND user_id = $2`
 	getJoinedMembersQuery = `SELECT user_id FROM room_member WHERE room_id = $1 AND membership = 'join' ORDER BY user_id`
 )
 
-var memberUpsertBuilder = dbutil.NewMassInsertBuilder[*memberRow, [0]any](upsertMemberQuery, "($%d, $%d, $%d, $%d, $%d)")
+var memberUpsertBuilder = dbutil.NewMassInsertBuilder[*memberRow, [0]any](upsertMemberQuery, "($%d, $%d, $%d, $%d, $%d, $%d)")
 
 // Membership returns userID's membership in roomID as Synapse last reported
 // it, or "" when it never did.
@@ -70,4 +73,15 @@ func (q *RoomMemberQuery) JoinedRooms(ctx context.Context, userID id.UserID) ([]
 func (q *RoomMemberQuery) JoinedMembers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
 	rows, err := q.db.Query(ctx, getJoinedMembersQuery, roomID)
 	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.UserID], err).AsList()
+}
+
+// Displayname returns the display name userID has in roomID according to
+// its last member event, or "".
+func (q *RoomMemberQuery) Displayname(ctx context.Context, roomID id.RoomID, userID id.UserID) (string, error) {
+	var name string
+	err := q.db.QueryRow(ctx, getDisplaynameQuery, roomID, userID).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return name, err
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"go.mau.fi/util/dbutil"

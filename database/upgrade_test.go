@@ -71,8 +71,18 @@ func TestUpgradeFromV1(t *testing.T) {
 			if err := old.Upgrade(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := old.EventLog.AppendTransaction(ctx, "t1", []*database.LoggedEvent{msg("$a", "!r"), member("$m", "!r", "@b:test", "join")}); err != nil {
-				t.Fatal(err)
+			// Data as version 1 wrote it, with version 1's columns.
+			for _, q := range []string{
+				`INSERT INTO appservice_txn (txn_id, received_at, event_count) VALUES ('t1', 1, 2)`,
+				`INSERT INTO event_log (stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event, txn_id, logged_at)
+					VALUES (1, '$a', '!r', 'm.room.message', '@a:test', NULL, 1, '{}', 't1', 1),
+					       (2, '$m', '!r', 'm.room.member', '@b:test', '@b:test', 1, '{}', 't1', 1)`,
+				`INSERT INTO room_member (room_id, user_id, membership, event_id, stream_pos) VALUES ('!r', '@b:test', 'join', '$m', 2)`,
+				`UPDATE stream_position SET position = 2`,
+			} {
+				if _, err := old.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
 			}
 			old.UpgradeTable = current
 			if err := old.Upgrade(ctx); err != nil {
@@ -87,7 +97,13 @@ func TestUpgradeFromV1(t *testing.T) {
 			if m, _ := old.Members.Membership(ctx, "!r", "@b:test"); m != "join" {
 				t.Fatalf("membership lost in the upgrade: %q", m)
 			}
-			// The upgraded database works for the new tables too.
+			// The upgraded database works, new columns and tables included.
+			if _, err := old.EventLog.AppendTransaction(ctx, "t2", []*database.LoggedEvent{member("$n", "!r", "@c:test", "join")}); err != nil {
+				t.Fatal(err)
+			}
+			if pos, _ := old.EventLog.MaxPosition(ctx); pos != 3 {
+				t.Fatalf("position after upgrade %d, want 3", pos)
+			}
 			if _, err := old.Ghosts.Put(ctx, &database.Ghost{Tenant: "t", Slug: "s", UserID: "@openmeet_t_s:test", Displayname: "S"}); err != nil {
 				t.Fatal(err)
 			}

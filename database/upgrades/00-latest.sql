@@ -39,6 +39,8 @@ CREATE TABLE room_member (
     room_id    TEXT   NOT NULL,
     user_id    TEXT   NOT NULL,
     membership TEXT   NOT NULL,
+    -- From the member event, so a stream can name a sender without a lookup.
+    displayname TEXT  NOT NULL DEFAULT '',
     event_id   TEXT   NOT NULL,
     stream_pos BIGINT NOT NULL,
     PRIMARY KEY (room_id, user_id)

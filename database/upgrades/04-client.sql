@@ -31,3 +31,7 @@ CREATE TABLE stream_ticket (
     user_slug   TEXT   NOT NULL,
     expires_at  BIGINT NOT NULL
 );
+
+-- The display name of each member, from its member event, so a stream can
+-- name a sender without another lookup.
+ALTER TABLE room_member ADD COLUMN displayname TEXT NOT NULL DEFAULT '';
