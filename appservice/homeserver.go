@@ -53,6 +53,9 @@ func NewHomeserver(cfg *Config, hs *HomeserverConfig, log zerolog.Logger) (*Home
 	}
 	log = log.With().Str("component", "homeserver").Logger()
 	as.Log = log
+	// The bridge retries at its own level (portal syncs, the outbox), so a
+	// request only gets a couple of quick retries of its own.
+	as.DefaultHTTPRetries = 2
 	counter := &requestCounter{next: http.DefaultTransport, counts: make(map[string]int)}
 	as.HTTPClient = &http.Client{Timeout: 60 * time.Second, Transport: counter}
 	return &Homeserver{as: as, cfg: cfg, log: log, requests: counter}, nil

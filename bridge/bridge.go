@@ -25,6 +25,7 @@ import (
 	"github.com/openmeet-team/openmeet-bridge/bridge/commands"
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/portal"
+	"github.com/openmeet-team/openmeet-bridge/sse"
 )
 
 // Version is the bridge's version; main sets it from build information.
@@ -39,6 +40,9 @@ type Bridge struct {
 	AS           *appservice.Server
 	Portals      *portal.Registry
 	Commands     *commands.Processor
+	Hub          *sse.Hub
+	Outbox       *portal.Outbox
+	Client       *api.Client
 	Provisioning *api.Provisioning
 
 	metrics  *prometheus.Registry
@@ -109,11 +113,24 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.Portals.Start()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
-	b.wg.Add(3)
+	b.wg.Add(4)
 	go func() {
 		defer b.wg.Done()
 		b.Commands.Run(runCtx)
 	}()
+	go func() {
+		defer b.wg.Done()
+		b.Outbox.Run(runCtx)
+	}()
+	if b.Hub != nil {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if err := b.Hub.Run(runCtx); err != nil {
+				b.Log.Err(err).Msg("Event stream hub failed")
+			}
+		}()
+	}
 	go func() {
 		defer b.wg.Done()
 		if err := b.server.Serve(b.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -153,12 +170,20 @@ func (b *Bridge) wire() error {
 	botID := b.Config.Appservice.BotUserID(b.Config.Homeserver.Domain)
 	b.Portals = portal.NewRegistry(b.DB, b.HS, namer, botID, &b.Config.Portals, b.Log)
 	b.AS.Users, b.AS.Aliases = b.Portals, b.Portals
+	b.Outbox = portal.NewOutbox(b.DB, b.HS, b.Log)
+	if b.Config.ClientAPI.Enabled {
+		b.Hub = sse.NewHub(b.DB, b.Config.ClientAPI.Stream, b.Log)
+		if b.Client, err = api.NewClient(&b.Config.ClientAPI, b.DB, b.Portals, b.Outbox, b.Hub, b.Log); err != nil {
+			return err
+		}
+	}
 	b.Commands = commands.New(commands.Config{
 		Prefix:      b.Config.Appservice.Bot.CommandPrefix,
 		Permissions: b.Config.Permissions,
 		Version:     Version,
-	}, b.DB, b.HS, b.Portals, botID, b.Log)
-	b.AS.Sink = &eventSink{commands: b.Commands}
+		Status:      b.statusLines,
+	}, b.DB, b.HS, b.Portals, b.Outbox, botID, b.Log)
+	b.AS.Sink = &eventSink{commands: b.Commands, hub: b.Hub}
 	b.Provisioning = api.NewProvisioning(b.Config.Provisioning.SharedSecret, b.Config.Provisioning.MaxBodyBytes, b.DB, b.Portals, b.Log)
 	return nil
 }
@@ -173,6 +198,9 @@ func (b *Bridge) router() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(api.MethodNotAllowed)
 	b.AS.Register(r)
 	b.Provisioning.Register(r)
+	if b.Client != nil {
+		b.Client.Register(r)
+	}
 	r.HandleFunc("/_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	}).Methods(http.MethodGet)
@@ -210,14 +238,16 @@ func (b *Bridge) ready(w http.ResponseWriter, r *http.Request) {
 func (b *Bridge) Stop(ctx context.Context) error {
 	b.stopOnce.Do(func() {
 		var errs []error
+		// Background work stops first: the hub closing its streams is what
+		// lets the HTTP server's shutdown finish.
+		if b.cancel != nil {
+			b.cancel()
+		}
 		if b.server != nil {
 			if err := b.server.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("failed to shut down HTTP server: %w", err))
 				_ = b.server.Close()
 			}
-		}
-		if b.cancel != nil {
-			b.cancel()
 		}
 		b.wg.Wait()
 		if b.Portals != nil {
@@ -238,4 +268,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// statusLines adds what only the wiring knows to the bot's status command.
+func (b *Bridge) statusLines(ctx context.Context) []string {
+	var lines []string
+	if b.Hub != nil {
+		lines = append(lines, fmt.Sprintf("open SSE connections: %d", b.Hub.Connections()))
+	} else {
+		lines = append(lines, "open SSE connections: 0 (client API disabled)")
+	}
+	if depth, err := b.DB.Outbox.Depth(ctx); err == nil {
+		lines = append(lines, fmt.Sprintf("outbox: %d waiting", depth))
+	}
+	return lines
 }

@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/openmeet-team/openmeet-bridge/api"
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/portal"
@@ -25,6 +27,7 @@ type Config struct {
 	Database     database.Config             `yaml:"database"`
 	Provisioning ProvisioningConfig          `yaml:"provisioning"`
 	Portals      portal.Config               `yaml:"portals"`
+	ClientAPI    api.ClientConfig            `yaml:"client_api"`
 	Permissions  map[string]string           `yaml:"permissions"`
 	Logging      LoggingConfig               `yaml:"logging"`
 }
@@ -103,6 +106,7 @@ func (c *Config) Validate() error {
 		c.Appservice.Validate(c.Homeserver.Domain),
 		c.Database.Validate(),
 		c.Portals.Validate(),
+		validateClientAPI(&c.ClientAPI),
 	}
 	switch s := c.Provisioning.SharedSecret; {
 	case s == "" || s == appservice.Placeholder:
@@ -130,6 +134,39 @@ func (c *Config) Validate() error {
 	}
 	if c.Logging.Format != "json" && c.Logging.Format != "pretty" {
 		errs = append(errs, fmt.Errorf("logging.format: %q is neither json nor pretty", c.Logging.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// validateClientAPI checks the client_api section when it is enabled.
+func validateClientAPI(c *api.ClientConfig) error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if _, err := api.NewVerifier(c.JWT); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TicketTTL <= 0 || c.TicketTTL > 10*time.Minute {
+		errs = append(errs, errors.New("client_api.ticket_ttl: must be between 0 and 10m"))
+	}
+	if c.SendWait <= 0 {
+		errs = append(errs, errors.New("client_api.send_wait: must be positive"))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("client_api.max_body_bytes: must be at least 1024"))
+	}
+	s := c.Stream
+	if s.Heartbeat <= 0 || s.Heartbeat > 30*time.Second {
+		errs = append(errs, errors.New("client_api.stream.heartbeat: must be between 0 and 30s"))
+	}
+	if s.Buffer < 1 || s.MaxPerUser < 1 || s.ConnectRate <= 0 || s.ConnectBurst < 1 {
+		errs = append(errs, errors.New("client_api.stream: buffer, max_per_user, connect_rate and connect_burst must be positive"))
+	}
+	for _, origin := range c.AllowedOrigins {
+		if origin == "*" || !strings.Contains(origin, "://") {
+			errs = append(errs, fmt.Errorf("client_api.allowed_origins: %q must be a full origin such as https://openmeet.net", origin))
+		}
 	}
 	return errors.Join(errs...)
 }

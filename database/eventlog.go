@@ -226,3 +226,12 @@ func sortByPosition(events []*LoggedEvent) {
 		}
 	}
 }
+
+const oldestPositionQuery = `SELECT COALESCE(MIN(stream_pos), 0) FROM event_log`
+
+// OldestPosition is the lowest position still in the log, or 0 when it is
+// empty.
+func (q *EventLogQuery) OldestPosition(ctx context.Context) (pos int64, err error) {
+	err = q.db.QueryRow(ctx, oldestPositionQuery).Scan(&pos)
+	return
+}

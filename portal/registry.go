@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -272,4 +273,11 @@ func (r *Registry) SyncGhostFully(ctx context.Context, tenant, slug string) erro
 		return err
 	}
 	return r.SyncGhost(ctx, tenant, slug)
+}
+
+// Messages reads a room's history from Synapse as userID's ghost, so
+// Synapse's visibility rules decide what the user may see.
+func (r *Registry) Messages(ctx context.Context, userID id.UserID, roomID id.RoomID, from string, limit int) (*mautrix.RespMessages, error) {
+	r.hs.MarkRegistered(ctx, userID)
+	return r.hs.Intent(userID).Client.Messages(ctx, roomID, from, "", mautrix.DirectionBackward, nil, limit)
 }

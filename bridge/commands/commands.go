@@ -27,6 +27,9 @@ type command struct {
 	summary string
 	// changes marks commands that change state: admins only, and logged.
 	changes bool
+	// changesIf marks argument lists that make a reading command change
+	// state (reconcile --apply, outbox retry).
+	changesIf func(args []string) bool
 	// minArgs and maxArgs bound the arguments after the name (-1: any).
 	minArgs, maxArgs int
 	run              func(ctx context.Context, req *request) (string, error)
@@ -46,7 +49,10 @@ func (p *Processor) commandTable() map[string]*command {
 		{name: "portals", usage: "[tenant] [page]", summary: "list portals", maxArgs: 2, run: p.cmdPortals},
 		{name: "portal", usage: "[alias | room id | tenant kind slug]", summary: "show a portal: members, roles, levels, last error (no argument: this room)", maxArgs: 3, run: p.cmdPortal},
 		{name: "sync-portal", usage: "[alias | room id | tenant kind slug]", summary: "re-apply a portal's name, topic, members and power levels", changes: true, maxArgs: 3, run: p.cmdSyncPortal},
-		{name: "reconcile", usage: "[alias | room id | tenant kind slug | --all] [--apply]", summary: "compare portals with what Synapse has; with --apply, fix the differences", maxArgs: 4, run: p.cmdReconcile},
+		{name: "reconcile", usage: "[alias | room id | tenant kind slug | --all] [--apply]", summary: "compare portals with what Synapse has; with --apply, fix the differences", maxArgs: 4, run: p.cmdReconcile,
+			changesIf: func(args []string) bool { return slices.Contains(args, "--apply") }},
+		{name: "outbox", usage: "[list | retry <id> | drop <id>]", summary: "messages waiting for Synapse; retry or drop one", maxArgs: 2, run: p.cmdOutbox,
+			changesIf: func(args []string) bool { return len(args) > 0 && args[0] != "list" }},
 		{name: "set-pl", usage: "<matrix id> <level>", summary: "set a user's power level in this portal room", changes: true, minArgs: 2, maxArgs: 2, run: p.cmdSetPL},
 		{name: "close-portal", usage: "[alias | room id | tenant kind slug]", summary: "close a portal: members leave, the alias goes", changes: true, maxArgs: 3, run: p.cmdClosePortal},
 		{name: "sync-ghost", usage: "<tenant> <slug>", summary: "re-apply a ghost's name and avatar", changes: true, minArgs: 2, maxArgs: 2, run: p.cmdSyncGhost},
@@ -69,8 +75,7 @@ func (p *Processor) dispatch(ctx context.Context, req *request) string {
 		return fmt.Sprintf("Unknown command `%s`. Say `help` for the list of commands.", name)
 	}
 	args := req.args[1:]
-	// --apply changes state even though reconcile alone only reads.
-	changes := cmd.changes || (name == "reconcile" && slices.Contains(args, "--apply"))
+	changes := cmd.changes || (cmd.changesIf != nil && cmd.changesIf(args))
 	if changes && req.level < LevelAdmin {
 		return fmt.Sprintf("Sorry, only bridge admins may run `%s`.", name)
 	}
@@ -131,6 +136,8 @@ func (p *Processor) cmdHelp(ctx context.Context, req *request) (string, error) {
 		marker := ""
 		if cmd.changes {
 			marker = " *(admin)*"
+		} else if cmd.changesIf != nil {
+			marker = " *(changes: admin)*"
 		}
 		fmt.Fprintf(&b, "- `%s` — %s%s\n", strings.TrimSpace(cmd.name+" "+cmd.usage), cmd.summary, marker)
 	}

@@ -54,6 +54,7 @@ type Processor struct {
 	db       *database.Database
 	hs       *appservice.Homeserver
 	portals  *portal.Registry
+	outbox   *portal.Outbox
 	botID    id.UserID
 	log      zerolog.Logger
 	wake     chan struct{}
@@ -62,9 +63,9 @@ type Processor struct {
 }
 
 // New builds the processor; Run starts it.
-func New(cfg Config, db *database.Database, hs *appservice.Homeserver, portals *portal.Registry, botID id.UserID, log zerolog.Logger) *Processor {
+func New(cfg Config, db *database.Database, hs *appservice.Homeserver, portals *portal.Registry, outbox *portal.Outbox, botID id.UserID, log zerolog.Logger) *Processor {
 	p := &Processor{
-		cfg: cfg, db: db, hs: hs, portals: portals, botID: botID,
+		cfg: cfg, db: db, hs: hs, portals: portals, outbox: outbox, botID: botID,
 		log:     log.With().Str("component", "commands").Logger(),
 		wake:    make(chan struct{}, 1),
 		started: time.Now(),

@@ -1,0 +1,378 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/ident"
+	"github.com/openmeet-team/openmeet-bridge/portal"
+	"github.com/openmeet-team/openmeet-bridge/sse"
+)
+
+// ClientPrefix is where the client API is served.
+const ClientPrefix = "/_openmeet/client/v1"
+
+// ticketCookie is the cookie holding a stream ticket, when enabled.
+const ticketCookie = "openmeet_stream_ticket"
+
+// ClientConfig is the client_api section of the config.
+type ClientConfig struct {
+	Enabled        bool          `yaml:"enabled"`
+	JWT            JWTConfig     `yaml:"jwt"`
+	AllowedOrigins []string      `yaml:"allowed_origins"`
+	TicketTTL      time.Duration `yaml:"ticket_ttl"`
+	TicketCookie   bool          `yaml:"ticket_cookie"`
+	SendWait       time.Duration `yaml:"send_wait"`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	Stream         sse.Config    `yaml:"stream"`
+}
+
+// Client serves the API browsers use: rooms, history, sending, and the
+// event stream.
+type Client struct {
+	cfg      *ClientConfig
+	verifier *Verifier
+	db       *database.Database
+	portals  *portal.Registry
+	outbox   *portal.Outbox
+	hub      *sse.Hub
+	log      zerolog.Logger
+}
+
+// NewClient builds the client API.
+func NewClient(cfg *ClientConfig, db *database.Database, portals *portal.Registry, outbox *portal.Outbox, hub *sse.Hub, log zerolog.Logger) (*Client, error) {
+	verifier, err := NewVerifier(cfg.JWT)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, verifier: verifier, db: db, portals: portals, outbox: outbox, hub: hub,
+		log: log.With().Str("component", "client_api").Logger()}, nil
+}
+
+// caller is an authenticated user.
+type caller struct {
+	tenant, slug string
+	userID       id.UserID
+}
+
+type callerKey struct{}
+
+// Register mounts the API on r.
+func (c *Client) Register(r *mux.Router) {
+	sub := r.PathPrefix(ClientPrefix).Subrouter()
+	sub.Use(c.cors)
+	sub.Methods(http.MethodOptions).HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	auth := func(h http.HandlerFunc) http.Handler { return c.authenticate(h, false) }
+	sub.Handle("/events/ticket", auth(c.postTicket)).Methods(http.MethodPost)
+	sub.Handle("/events", c.authenticate(c.getEvents, true)).Methods(http.MethodGet)
+	sub.Handle("/rooms", auth(c.getRooms)).Methods(http.MethodGet)
+	room := "/rooms/{kind:events|groups}/{slug}"
+	sub.Handle(room+"/messages", auth(c.getMessages)).Methods(http.MethodGet)
+	sub.Handle(room+"/send/{txnId}", auth(c.putSend)).Methods(http.MethodPut)
+	for _, path := range []string{"/events/ticket", "/events", "/rooms", room + "/messages", room + "/send/{txnId}"} {
+		sub.HandleFunc(path, MethodNotAllowed)
+	}
+}
+
+// cors lets the configured frontend origins call the API with credentials.
+func (c *Client) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && slices.Contains(c.cfg.AllowedOrigins, origin) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Add("Vary", "Origin")
+			if r.Method == http.MethodOptions {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+				h.Set("Access-Control-Max-Age", "600")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate resolves the caller from a bearer JWT or, for the stream,
+// from a single-use ticket (query or cookie), and checks that the user is
+// provisioned.
+func (c *Client) authenticate(next http.HandlerFunc, allowTicket bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var tenant, slug string
+		var err error
+		token, hasToken := bearer(r)
+		switch {
+		case hasToken:
+			tenant, slug, err = c.verifier.Verify(token)
+		case allowTicket && ticketFrom(r) != "":
+			var ok bool
+			tenant, slug, ok, err = c.db.Tickets.Redeem(r.Context(), ticketFrom(r))
+			if err == nil && !ok {
+				err = ErrBadToken
+			}
+		default:
+			mautrix.MMissingToken.WithMessage("Missing OpenMeet token").Write(w)
+			return
+		}
+		if errors.Is(err, ErrBadToken) {
+			mautrix.MUnknownToken.WithMessage("Invalid or expired token").Write(w)
+			return
+		} else if err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+		g, err := c.db.Ghosts.Get(r.Context(), tenant, slug)
+		if err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+		if g == nil {
+			mautrix.MForbidden.WithMessage("This OpenMeet user is not known to the bridge").Write(w)
+			return
+		}
+		ctx := context.WithValue(r.Context(), callerKey{}, &caller{tenant: tenant, slug: slug, userID: g.UserID})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	const prefix = "bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+func ticketFrom(r *http.Request) string {
+	if t := r.URL.Query().Get("ticket"); t != "" {
+		return t
+	}
+	if cookie, err := r.Cookie(ticketCookie); err == nil {
+		return cookie.Value
+	}
+	return ""
+}
+
+func callerOf(r *http.Request) *caller { return r.Context().Value(callerKey{}).(*caller) }
+
+func (c *Client) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	c.log.Err(err).Str("path", r.URL.Path).Msg("Client API request failed")
+	mautrix.MUnknown.WithMessage("Internal error").Write(w)
+}
+
+// postTicket issues a single-use, short-lived ticket for EventSource, which
+// cannot send an Authorization header; the JWT never goes into a URL.
+func (c *Client) postTicket(w http.ResponseWriter, r *http.Request) {
+	who := callerOf(r)
+	var raw [24]byte
+	_, _ = rand.Read(raw[:])
+	ticket := base64.RawURLEncoding.EncodeToString(raw[:])
+	expires := time.Now().Add(c.cfg.TicketTTL)
+	if err := c.db.Tickets.Add(r.Context(), ticket, who.tenant, who.slug, expires); err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	if c.cfg.TicketCookie {
+		http.SetCookie(w, &http.Cookie{Name: ticketCookie, Value: ticket, Path: ClientPrefix + "/events",
+			Expires: expires, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ticket": ticket, "expires_in_ms": c.cfg.TicketTTL.Milliseconds()})
+}
+
+func (c *Client) getEvents(w http.ResponseWriter, r *http.Request) {
+	c.hub.Serve(w, r, callerOf(r).userID)
+}
+
+type roomInfo struct {
+	Kind   string `json:"kind"`
+	Slug   string `json:"slug"`
+	Name   string `json:"name"`
+	Topic  string `json:"topic"`
+	Alias  string `json:"alias"`
+	RoomID string `json:"room_id"`
+}
+
+// getRooms lists the portals whose room the caller's ghost is joined to.
+func (c *Client) getRooms(w http.ResponseWriter, r *http.Request) {
+	who := callerOf(r)
+	roomIDs, err := c.db.Members.JoinedRooms(r.Context(), who.userID)
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	out := struct {
+		Rooms []roomInfo `json:"rooms"`
+	}{Rooms: []roomInfo{}}
+	for _, roomID := range roomIDs {
+		p, err := c.db.Portals.GetByRoomID(r.Context(), roomID)
+		if err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+		if p == nil || p.Tenant != who.tenant || p.Closed {
+			continue
+		}
+		out.Rooms = append(out.Rooms, roomInfo{Kind: p.Kind, Slug: p.Slug, Name: p.Name, Topic: p.Topic, Alias: p.Alias.String(), RoomID: p.RoomID.String()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// joinedPortal resolves the room of the path for the caller: 404 when the
+// caller's tenant has no such portal, 403 when its ghost is not joined.
+func (c *Client) joinedPortal(w http.ResponseWriter, r *http.Request) (*database.Portal, bool) {
+	who := callerOf(r)
+	key := database.PortalKey{Tenant: who.tenant, Kind: string(ident.Kind(strings.TrimSuffix(mux.Vars(r)["kind"], "s"))), Slug: pathVar(r, "slug")}
+	p, err := c.db.Portals.Get(r.Context(), key)
+	if err != nil {
+		c.internalError(w, r, err)
+		return nil, false
+	}
+	if p == nil || p.RoomID == "" {
+		errNotFound.WithMessage("No such %s", key.Kind).Write(w)
+		return nil, false
+	}
+	membership, err := c.db.Members.Membership(r.Context(), p.RoomID, who.userID)
+	if err != nil {
+		c.internalError(w, r, err)
+		return nil, false
+	}
+	if membership != event.MembershipJoin {
+		mautrix.MForbidden.WithMessage("You are not a member of this %s", key.Kind).Write(w)
+		return nil, false
+	}
+	return p, true
+}
+
+func (c *Client) getMessages(w http.ResponseWriter, r *http.Request) {
+	p, ok := c.joinedPortal(w, r)
+	if !ok {
+		return
+	}
+	limit := 50
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			errInvalid.WithMessage("limit must be a number from 1 to 200").Write(w)
+			return
+		}
+		limit = n
+	}
+	resp, err := c.portals.Messages(r.Context(), callerOf(r).userID, p.RoomID, r.URL.Query().Get("from"), limit)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("Failed to read history from the homeserver")
+		mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
+		return
+	}
+	out := struct {
+		Chunk []*sse.Payload `json:"chunk"`
+		End   string         `json:"end,omitempty"`
+	}{Chunk: make([]*sse.Payload, 0, len(resp.Chunk)), End: resp.End}
+	for _, evt := range resp.Chunk {
+		raw, err := json.Marshal(evt)
+		if err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+		payload, err := c.hub.Payload(r.Context(), &database.LoggedEvent{EventID: evt.ID, RoomID: evt.RoomID, Type: evt.Type.Type, Sender: evt.Sender, Raw: raw})
+		if err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+		out.Chunk = append(out.Chunk, payload)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type sendRequest struct {
+	Body          string `json:"body"`
+	FormattedBody string `json:"formatted_body"`
+	// ReplyTo is the event ID of the message this one answers.
+	ReplyTo string `json:"reply_to"`
+}
+
+type sendResponse struct {
+	TxnID   string `json:"txn_id"`
+	State   string `json:"state"`
+	EventID string `json:"event_id,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// putSend stores a message in the outbox and answers 200 once Synapse has
+// it, or 202 while it is still on its way.
+func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
+	p, ok := c.joinedPortal(w, r)
+	if !ok {
+		return
+	}
+	txnID := pathVar(r, "txnId")
+	if txnID == "" || len(txnID) > 255 {
+		errInvalid.WithMessage("txnId must be 1 to 255 characters").Write(w)
+		return
+	}
+	var req sendRequest
+	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+		return
+	}
+	if strings.TrimSpace(req.Body) == "" {
+		errInvalid.WithMessage("body must not be empty").Write(w)
+		return
+	}
+	content := map[string]any{"msgtype": "m.text", "body": req.Body, sse.TxnIDKey: txnID}
+	if req.FormattedBody != "" {
+		content["format"], content["formatted_body"] = "org.matrix.custom.html", req.FormattedBody
+	}
+	if req.ReplyTo != "" {
+		if !strings.HasPrefix(req.ReplyTo, "$") {
+			errInvalid.WithMessage("reply_to must be an event ID").Write(w)
+			return
+		}
+		content["m.relates_to"] = map[string]any{"m.in_reply_to": map[string]any{"event_id": req.ReplyTo}}
+	}
+	c.enqueue(w, r, p, txnID, event.EventMessage.Type, content)
+}
+
+func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Portal, txnID, eventType string, content any) {
+	raw, err := json.Marshal(content)
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	entry, err := c.outbox.Add(r.Context(), &database.OutboxEntry{
+		UserID: callerOf(r).userID, RoomID: p.RoomID, TxnID: txnID, EventType: eventType, Content: string(raw),
+	})
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	if entry.State == database.OutboxPending {
+		if entry, err = c.outbox.Wait(r.Context(), entry.ID, c.cfg.SendWait); err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+	}
+	resp := sendResponse{TxnID: txnID, State: entry.State, EventID: entry.EventID.String()}
+	status := http.StatusOK
+	switch entry.State {
+	case database.OutboxPending:
+		status = http.StatusAccepted
+	case database.OutboxFailed:
+		status, resp.Error = http.StatusBadGateway, entry.LastError
+	}
+	writeJSON(w, status, resp)
+}
