@@ -118,10 +118,12 @@ func (f *formatter) portal(ctx context.Context, roomID id.RoomID) (*PortalInfo, 
 	if err != nil {
 		return nil, err
 	}
-	var info *PortalInfo
-	if row != nil {
-		info = &PortalInfo{Tenant: row.Tenant, Kind: row.Kind, Slug: row.Slug, Name: row.Name}
+	if row == nil {
+		// Not cached: a new portal's first events arrive before its room ID
+		// is stored.
+		return nil, nil
 	}
+	info := &PortalInfo{Tenant: row.Tenant, Kind: row.Kind, Slug: row.Slug, Name: row.Name}
 	f.mu.Lock()
 	if len(f.portals) > 10000 {
 		clear(f.portals)

@@ -294,3 +294,23 @@ func SharedSynapse(tb testing.TB) *Synapse {
 
 // PID is the Synapse process's ID (for measuring its CPU time).
 func (s *Synapse) PID() int { return s.cmd.Process.Pid }
+
+// Pause stops the Synapse process but keeps its data, so Resume can start
+// it again as it was: an outage, for tests.
+func (s *Synapse) Pause() error {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	return nil
+}
+
+// Resume starts a paused Synapse again on the same port and data.
+func (s *Synapse) Resume() error {
+	return s.start(filepath.Join(SynapseVenv(), "bin", "python"))
+}
