@@ -156,7 +156,12 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	written, err := s.db.EventLog.AppendTransaction(r.Context(), txnID, events)
+	ephemeralRaw := make([][]byte, len(ephemeral))
+	for i, eph := range ephemeral {
+		ephemeralRaw[i] = eph.Content
+	}
+	digest := database.TxnDigest(events, ephemeralRaw)
+	written, err := s.db.EventLog.AppendTransaction(r.Context(), txnID, digest, events)
 	if errors.Is(err, database.ErrDuplicateTxn) {
 		s.metrics.txnResult("duplicate")
 		log.Debug().Msg("Transaction already applied")

@@ -163,11 +163,16 @@ func TestTransactionIsLoggedOnce(t *testing.T) {
 	if code, _ := ts.do(t, "PUT", "/_matrix/app/v1/transactions/8", testHSToken, txnBody(textEvent(2), textEvent(3))); code != 200 {
 		t.Fatalf("third delivery: %d", code)
 	}
-	if n := ts.logCount(t); n != 3 {
-		t.Fatalf("log holds %d events, want 3", n)
+	// Synapse on SQLite reuses txn ids after it restarts: an old id with
+	// new events is a new transaction.
+	if code, _ := ts.do(t, "PUT", "/_matrix/app/v1/transactions/7", testHSToken, txnBody(textEvent(4))); code != 200 {
+		t.Fatalf("reused txn id: %d", code)
 	}
-	if len(ts.sink.logged) != 3 {
-		t.Fatalf("sink got %d events, want 3", len(ts.sink.logged))
+	if n := ts.logCount(t); n != 4 {
+		t.Fatalf("log holds %d events, want 4", n)
+	}
+	if len(ts.sink.logged) != 4 {
+		t.Fatalf("sink got %d events, want 4", len(ts.sink.logged))
 	}
 }
 

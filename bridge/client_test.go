@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/bridge"
 	"github.com/openmeet-team/openmeet-bridge/internal/harness"
@@ -268,4 +269,182 @@ func TestClientChatThroughSynapse(t *testing.T) {
 	if _, code := openStream(t, b, "", "?ticket="+ticket.Ticket, ""); code != 401 {
 		t.Fatalf("reused ticket: %d", code)
 	}
+}
+
+// TestClientIsolation checks every path by which a user might see or touch
+// a room that is not theirs.
+func TestClientIsolation(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	b := startBridge(t, clientConfig(t, hs))
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	tenantA, tenantB := harness.UniqueName("tenant-a"), harness.UniqueName("tenant-b")
+	provisionUser(t, b, tenantA, "ada", "Ada")
+	provisionUser(t, b, tenantA, "carol", "Carol (not a member)")
+	provisionUser(t, b, tenantB, "ada", "Other Ada")
+	base := "/tenants/" + tenantA + "/events/meetup"
+	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
+	provision(t, b, "PUT", base+"/members/ada", map[string]string{"role": "host"}, nil)
+	ada := mintJWT(t, jwtSecret, tenantA, "ada", time.Hour)
+	carol := mintJWT(t, jwtSecret, tenantA, "carol", time.Hour)
+	otherAda := mintJWT(t, jwtSecret, tenantB, "ada", time.Hour)
+	eventually(t, 30*time.Second, "ada's membership", func() bool {
+		return call(t, b, ada, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
+	})
+
+	expired := mintJWT(t, jwtSecret, tenantA, "ada", -time.Hour)
+	forged := mintJWT(t, "some-other-secret-0123456789abcdefghij", tenantA, "ada", time.Hour)
+	unknown := mintJWT(t, jwtSecret, tenantA, "nobody", time.Hour)
+	noTenant, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ada", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(jwtSecret))
+	for _, tt := range []struct {
+		name, token, method, path string
+		body                      any
+		code                      int
+		errcode                   string
+	}{
+		{"no token", "", "GET", "/rooms", nil, 401, "M_MISSING_TOKEN"},
+		{"forged", forged, "GET", "/rooms", nil, 401, "M_UNKNOWN_TOKEN"},
+		{"expired", expired, "GET", "/rooms", nil, 401, "M_UNKNOWN_TOKEN"},
+		{"no tenant claim", noTenant, "GET", "/rooms", nil, 401, "M_UNKNOWN_TOKEN"},
+		{"garbage", "not.a.jwt", "GET", "/rooms", nil, 401, "M_UNKNOWN_TOKEN"},
+		{"unprovisioned user", unknown, "GET", "/rooms", nil, 403, "M_FORBIDDEN"},
+		{"non-member history", carol, "GET", "/rooms/events/meetup/messages", nil, 403, "M_FORBIDDEN"},
+		{"non-member send", carol, "PUT", "/rooms/events/meetup/send/x1", map[string]string{"body": "let me in"}, 403, "M_FORBIDDEN"},
+		{"other tenant history", otherAda, "GET", "/rooms/events/meetup/messages", nil, 404, "M_NOT_FOUND"},
+		{"other tenant send", otherAda, "PUT", "/rooms/events/meetup/send/x2", map[string]string{"body": "hi"}, 404, "M_NOT_FOUND"},
+		{"unknown portal", ada, "GET", "/rooms/events/nope/messages", nil, 404, "M_NOT_FOUND"},
+		{"empty body", ada, "PUT", "/rooms/events/meetup/send/x3", map[string]string{"body": " "}, 400, "M_INVALID_PARAM"},
+		{"unknown field", ada, "PUT", "/rooms/events/meetup/send/x4", map[string]string{"text": "hi"}, 400, "M_BAD_JSON"},
+		{"bad reply_to", ada, "PUT", "/rooms/events/meetup/send/x5", map[string]string{"body": "hi", "reply_to": "nope"}, 400, "M_INVALID_PARAM"},
+		{"too large", ada, "PUT", "/rooms/events/meetup/send/x6", map[string]string{"body": strings.Repeat("x", 70000)}, 413, "M_TOO_LARGE"},
+		{"bad limit", ada, "GET", "/rooms/events/meetup/messages?limit=0", nil, 400, "M_INVALID_PARAM"},
+		{"wrong method", ada, "DELETE", "/rooms", nil, 405, "M_UNRECOGNIZED"},
+	} {
+		var out map[string]any
+		if code := call(t, b, tt.token, tt.method, tt.path, tt.body, &out); code != tt.code || out["errcode"] != tt.errcode {
+			t.Errorf("%s: %d %v, want %d %s", tt.name, code, out, tt.code, tt.errcode)
+		}
+	}
+	var rooms struct {
+		Rooms []any `json:"rooms"`
+	}
+	for _, token := range []string{carol, otherAda} {
+		if call(t, b, token, "GET", "/rooms", nil, &rooms); len(rooms.Rooms) != 0 {
+			t.Fatalf("a non-member lists rooms %v", rooms.Rooms)
+		}
+	}
+	if n, _ := b.DB.Outbox.Depth(context.Background()); n != 0 {
+		t.Fatalf("rejected sends reached the outbox: %d", n)
+	}
+
+	// Streams of the other users get nothing of the room.
+	carolStream, _ := openStream(t, b, carol, "", "")
+	otherStream, _ := openStream(t, b, otherAda, "", "")
+	adaStream, _ := openStream(t, b, ada, "", "")
+	call(t, b, ada, "PUT", "/rooms/events/meetup/send/secret", map[string]string{"body": "members only"}, nil)
+	adaStream.waitFor(t, "ada's own message", isMessage("members only"))
+	time.Sleep(time.Second)
+	for name, s := range map[string]*eventStream{"carol": carolStream, "other tenant": otherStream} {
+		select {
+		case evt := <-s.events:
+			t.Fatalf("%s received %+v", name, evt)
+		default:
+		}
+	}
+	// Resuming from position 0 gives nothing of the room either.
+	replay, _ := openStream(t, b, carol, "", "0")
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case evt := <-replay.events:
+		if evt.Event != "reset" {
+			t.Fatalf("carol's replay received %+v", evt)
+		}
+	default:
+	}
+}
+
+// TestSendsSurviveOutages: Synapse down, then the bridge restarted while
+// messages wait; every accepted message arrives exactly once.
+func TestSendsSurviveOutages(t *testing.T) {
+	hs, err := harness.StartSynapse(harness.SynapseOptions{})
+	if err != nil {
+		if harness.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer hs.Stop()
+	cfg := clientConfig(t, hs)
+	cfg.ClientAPI.SendWait = time.Second
+	b := startBridge(t, cfg)
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	tenant := harness.UniqueName("tenant-")
+	provisionUser(t, b, tenant, "ada", "Ada")
+	provisionUser(t, b, tenant, "bob", "Bob")
+	base := "/tenants/" + tenant + "/events/meetup"
+	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
+	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
+	ada, bob := mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
+	eventually(t, 30*time.Second, "memberships", func() bool {
+		return call(t, b, bob, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
+	})
+	stream, _ := openStream(t, b, ada, "", "")
+
+	if err := hs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	var sent struct{ State string }
+	if code := call(t, b, bob, "PUT", "/rooms/events/meetup/send/down-1", map[string]string{"body": "sent while Synapse is down"}, &sent); code != 202 || sent.State != "pending" {
+		t.Fatalf("send during outage: %d %+v", code, sent)
+	}
+	if err := hs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the queued message to be sent", func() bool {
+		entry, _ := b.DB.Outbox.ByTxn(context.Background(), id.UserID(fmt.Sprintf("@openmeet_%s_bob:%s", tenant, hs.ServerName)), "down-1")
+		return entry != nil && entry.State == "sent"
+	})
+	stream.waitFor(t, "the queued message", isMessage("sent while Synapse is down"))
+
+	// Now the bridge goes down too, with messages waiting.
+	if err := hs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		call(t, b, bob, "PUT", fmt.Sprintf("/rooms/events/meetup/send/restart-%d", i), map[string]string{"body": fmt.Sprintf("across restart %d", i)}, nil)
+	}
+	stopBridge(t, b)
+	if err := hs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	b2 := startBridge(t, cfg)
+	want := map[string]int{"sent while Synapse is down": 1, "across restart 0": 1, "across restart 1": 1}
+	eventually(t, 90*time.Second, "the messages after the restart", func() bool {
+		return countBodies(t, b2)["across restart 1"] == 1 && countBodies(t, b2)["across restart 0"] == 1
+	})
+	time.Sleep(2 * time.Second)
+	got := countBodies(t, b2)
+	for body, n := range want {
+		if got[body] != n {
+			t.Fatalf("%q logged %d times, want %d (all: %v)", body, got[body], n, got)
+		}
+	}
+}
+
+// countBodies counts logged messages by body.
+func countBodies(t *testing.T, b *bridge.Bridge) map[string]int {
+	events, err := b.DB.EventLog.After(context.Background(), 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range events {
+		if e.Type == "m.room.message" {
+			var evt struct {
+				Content struct{ Body string } `json:"content"`
+			}
+			_ = json.Unmarshal(e.Raw, &evt)
+			out[evt.Content.Body]++
+		}
+	}
+	return out
 }

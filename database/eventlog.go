@@ -2,7 +2,9 @@ package database
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -42,9 +44,13 @@ type EventLogQuery struct {
 }
 
 const (
+	// A known txn id with the same digest is a retry and changes nothing;
+	// with another digest it is a new txn that reuses the id.
 	insertTxnQuery = `
-		INSERT INTO appservice_txn (txn_id, received_at, event_count) VALUES ($1, $2, $3)
-		ON CONFLICT (txn_id) DO NOTHING`
+		INSERT INTO appservice_txn (txn_id, received_at, event_count, digest) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (txn_id) DO UPDATE SET
+			received_at = excluded.received_at, event_count = excluded.event_count, digest = excluded.digest
+		WHERE appservice_txn.digest <> excluded.digest`
 	// The row lock taken here is held until commit, so writers of the log
 	// commit in the order of the positions they were given.
 	reservePositionsQuery = `UPDATE stream_position SET position = position + $1 WHERE id = 1 RETURNING position`
@@ -66,18 +72,33 @@ const (
 
 var eventInsertBuilder = dbutil.NewMassInsertBuilder[*LoggedEvent, [2]any](insertEventQuery, "($1, $2, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)")
 
-// ErrDuplicateTxn is returned by AppendTransaction when the txn id was
+// ErrDuplicateTxn is returned by AppendTransaction when the same txn was
 // applied before; nothing is written.
 var ErrDuplicateTxn = errors.New("transaction already applied")
 
+// TxnDigest identifies what a transaction holds: a hash of its event IDs
+// and ephemeral events, in order.
+func TxnDigest(events []*LoggedEvent, ephemeral [][]byte) string {
+	h := sha256.New()
+	for _, evt := range events {
+		h.Write([]byte(evt.EventID))
+		h.Write([]byte{0})
+	}
+	for _, raw := range ephemeral {
+		h.Write([]byte{1})
+		h.Write(raw)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // AppendTransaction writes the events of one appservice transaction to the
-// log, together with the txn id, in one database transaction. Events whose
-// id is already logged are skipped. It returns the events actually written,
-// with their positions set, in log order.
-func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
+// log, together with the txn id and digest, in one database transaction.
+// Events whose id is already logged are skipped. It returns the events
+// actually written, with their positions set, in log order.
+func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
 	now := time.Now().UnixMilli()
 	err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
-		res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events))
+		res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events), digest)
 		if err != nil {
 			return fmt.Errorf("failed to record txn id: %w", err)
 		}

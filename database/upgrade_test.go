@@ -98,7 +98,7 @@ func TestUpgradeFromV1(t *testing.T) {
 				t.Fatalf("membership lost in the upgrade: %q", m)
 			}
 			// The upgraded database works, new columns and tables included.
-			if _, err := old.EventLog.AppendTransaction(ctx, "t2", []*database.LoggedEvent{member("$n", "!r", "@c:test", "join")}); err != nil {
+			if _, err := appendTxn(ctx, old, "t2", []*database.LoggedEvent{member("$n", "!r", "@c:test", "join")}); err != nil {
 				t.Fatal(err)
 			}
 			if pos, _ := old.EventLog.MaxPosition(ctx); pos != 3 {

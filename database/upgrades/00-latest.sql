@@ -10,11 +10,16 @@ CREATE TABLE stream_position (
 );
 INSERT INTO stream_position (id, position) VALUES (1, 0);
 
--- Appservice transactions already applied; a repeated txn id is a no-op.
+-- Appservice transactions already applied; a repeated txn id with the same
+-- content is a no-op.
 CREATE TABLE appservice_txn (
     txn_id      TEXT    PRIMARY KEY,
     received_at BIGINT  NOT NULL,
-    event_count INTEGER NOT NULL
+    event_count INTEGER NOT NULL,
+    -- What the txn held (a hash of its event IDs): Synapse on SQLite
+    -- reuses txn ids after a restart, so an id alone does not identify a
+    -- retry.
+    digest      TEXT    NOT NULL DEFAULT ''
 );
 
 -- Every timeline event Synapse pushed, once, in stream order.

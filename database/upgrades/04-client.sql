@@ -35,3 +35,7 @@ CREATE TABLE stream_ticket (
 -- The display name of each member, from its member event, so a stream can
 -- name a sender without another lookup.
 ALTER TABLE room_member ADD COLUMN displayname TEXT NOT NULL DEFAULT '';
+
+-- Synapse on SQLite reuses txn ids after a restart: remember what each txn
+-- held, so only a true retry is skipped.
+ALTER TABLE appservice_txn ADD COLUMN digest TEXT NOT NULL DEFAULT '';
