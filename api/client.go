@@ -51,6 +51,7 @@ type Client struct {
 	portals  *portal.Registry
 	outbox   *portal.Outbox
 	hub      *sse.Hub
+	typing   typingCache
 	log      zerolog.Logger
 }
 
@@ -84,7 +85,13 @@ func (c *Client) Register(r *mux.Router) {
 	room := "/rooms/{kind:events|groups}/{slug}"
 	sub.Handle(room+"/messages", auth(c.getMessages)).Methods(http.MethodGet)
 	sub.Handle(room+"/send/{txnId}", auth(c.putSend)).Methods(http.MethodPut)
-	for _, path := range []string{"/events/ticket", "/events", "/rooms", room + "/messages", room + "/send/{txnId}"} {
+	sub.Handle(room+"/edit/{txnId}", auth(c.putEdit)).Methods(http.MethodPut)
+	sub.Handle(room+"/react/{txnId}", auth(c.putReact)).Methods(http.MethodPut)
+	sub.Handle(room+"/redact/{txnId}", auth(c.putRedact)).Methods(http.MethodPut)
+	sub.Handle(room+"/typing", auth(c.putTyping)).Methods(http.MethodPut)
+	sub.Handle(room+"/receipt", auth(c.postReceipt)).Methods(http.MethodPost)
+	for _, path := range []string{"/events/ticket", "/events", "/rooms", room + "/messages", room + "/send/{txnId}",
+		room + "/edit/{txnId}", room + "/react/{txnId}", room + "/redact/{txnId}", room + "/typing", room + "/receipt"} {
 		sub.HandleFunc(path, MethodNotAllowed)
 	}
 }
@@ -321,10 +328,6 @@ func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	txnID := pathVar(r, "txnId")
-	if txnID == "" || len(txnID) > 255 {
-		errInvalid.WithMessage("txnId must be 1 to 255 characters").Write(w)
-		return
-	}
 	var req sendRequest
 	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
 		return
@@ -348,6 +351,10 @@ func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Portal, txnID, eventType string, content any) {
+	if txnID == "" || len(txnID) > 255 {
+		errInvalid.WithMessage("txnId must be 1 to 255 characters").Write(w)
+		return
+	}
 	raw, err := json.Marshal(content)
 	if err != nil {
 		c.internalError(w, r, err)

@@ -448,3 +448,79 @@ func countBodies(t *testing.T, b *bridge.Bridge) map[string]int {
 	}
 	return out
 }
+
+// TestClientActions: edit, react, redact (own and, with the level, others'),
+// typing and receipts, each seen on the other user's stream.
+func TestClientActions(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	b := startBridge(t, clientConfig(t, hs))
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	tenant := harness.UniqueName("tenant-")
+	provisionUser(t, b, tenant, "ada", "Ada")
+	provisionUser(t, b, tenant, "bob", "Bob")
+	base := "/tenants/" + tenant + "/events/meetup"
+	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
+	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
+	ada, bob := mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
+	eventually(t, 30*time.Second, "memberships", func() bool {
+		return call(t, b, bob, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200 &&
+			call(t, b, ada, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
+	})
+	bobStream, _ := openStream(t, b, bob, "", "")
+	adaStream, _ := openStream(t, b, ada, "", "")
+	room := "/rooms/events/meetup"
+	var sent struct {
+		EventID string `json:"event_id"`
+	}
+	call(t, b, ada, "PUT", room+"/send/a1", map[string]string{"body": "first draft"}, &sent)
+	adaMsg := sent.EventID
+	call(t, b, bob, "PUT", room+"/send/b1", map[string]string{"body": "bob says hi"}, &sent)
+	bobMsg := sent.EventID
+	adaStream.waitFor(t, "bob's message", isMessage("bob says hi"))
+
+	if code := call(t, b, ada, "PUT", room+"/edit/a2", map[string]string{"event_id": adaMsg, "body": "final text"}, nil); code != 200 {
+		t.Fatalf("edit: %d", code)
+	}
+	evt := bobStream.waitFor(t, "the edit", isMessage("* final text"))
+	rel, _ := evt.Data["event"].(map[string]any)["content"].(map[string]any)["m.relates_to"].(map[string]any)
+	if rel["rel_type"] != "m.replace" || rel["event_id"] != adaMsg {
+		t.Fatalf("edit relation %v", rel)
+	}
+	var out map[string]any
+	if code := call(t, b, bob, "PUT", room+"/edit/b2", map[string]string{"event_id": adaMsg, "body": "hijack"}, &out); code != 403 {
+		t.Fatalf("editing another's message: %d %v", code, out)
+	}
+	if code := call(t, b, bob, "PUT", room+"/react/b3", map[string]string{"event_id": adaMsg, "key": "👍"}, &sent); code != 200 {
+		t.Fatalf("react: %d", code)
+	}
+	reaction := sent.EventID
+	adaStream.waitFor(t, "the reaction", func(e streamEvent) bool { return e.Event == "m.reaction" })
+	// Removing one's reaction is redacting it.
+	if code := call(t, b, bob, "PUT", room+"/redact/b4", map[string]string{"event_id": reaction}, nil); code != 200 {
+		t.Fatalf("unreact: %d", code)
+	}
+	adaStream.waitFor(t, "the reaction's removal", func(e streamEvent) bool { return e.Event == "m.room.redaction" })
+	// An attendee may not remove the host's message; the host may remove
+	// the attendee's.
+	if code := call(t, b, bob, "PUT", room+"/redact/b5", map[string]string{"event_id": adaMsg}, nil); code != 403 {
+		t.Fatalf("attendee redacting host: %d", code)
+	}
+	if code := call(t, b, ada, "PUT", room+"/redact/a3", map[string]string{"event_id": bobMsg, "reason": "off topic"}, nil); code != 200 {
+		t.Fatalf("host redacting attendee: %d", code)
+	}
+	if code := call(t, b, ada, "PUT", room+"/react/a4", map[string]string{"event_id": "$nope", "key": "x"}, nil); code != 404 {
+		t.Fatalf("reaction to an unknown event: %d", code)
+	}
+
+	if code := call(t, b, ada, "PUT", room+"/typing", map[string]any{"typing": true}, nil); code != 200 {
+		t.Fatalf("typing: %d", code)
+	}
+	evt = bobStream.waitFor(t, "ada typing", func(e streamEvent) bool { return e.Event == "m.typing" })
+	if evt.ID != "" {
+		t.Fatalf("typing carries a stream position: %+v", evt)
+	}
+	if code := call(t, b, bob, "POST", room+"/receipt", map[string]string{"event_id": adaMsg}, nil); code != 200 {
+		t.Fatalf("receipt: %d", code)
+	}
+	adaStream.waitFor(t, "bob's receipt", func(e streamEvent) bool { return e.Event == "m.receipt" })
+}

@@ -281,3 +281,25 @@ func (r *Registry) Messages(ctx context.Context, userID id.UserID, roomID id.Roo
 	r.hs.MarkRegistered(ctx, userID)
 	return r.hs.Intent(userID).Client.Messages(ctx, roomID, from, "", mautrix.DirectionBackward, nil, limit)
 }
+
+// PowerLevels reads a portal room's power levels as the bot.
+func (r *Registry) PowerLevels(ctx context.Context, roomID id.RoomID) (*event.PowerLevelsEventContent, error) {
+	var levels event.PowerLevelsEventContent
+	if err := r.hs.Bot().Client.StateEvent(ctx, roomID, event.StatePowerLevels, "", &levels); err != nil {
+		return nil, fmt.Errorf("failed to read power levels: %w", err)
+	}
+	return &levels, nil
+}
+
+// Typing sets userID's typing state in a room (best effort, not queued).
+func (r *Registry) Typing(ctx context.Context, userID id.UserID, roomID id.RoomID, typing bool, timeout time.Duration) error {
+	r.hs.MarkRegistered(ctx, userID)
+	_, err := r.hs.Intent(userID).Client.UserTyping(ctx, roomID, typing, timeout)
+	return err
+}
+
+// MarkRead moves userID's read receipt and read marker to eventID.
+func (r *Registry) MarkRead(ctx context.Context, userID id.UserID, roomID id.RoomID, eventID id.EventID) error {
+	r.hs.MarkRegistered(ctx, userID)
+	return r.hs.Intent(userID).Client.SetReadMarkers(ctx, roomID, &mautrix.ReqSetReadMarkers{Read: eventID, FullyRead: eventID})
+}
