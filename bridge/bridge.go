@@ -113,10 +113,14 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.Portals.Start()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
-	b.wg.Add(4)
+	b.wg.Add(5)
 	go func() {
 		defer b.wg.Done()
 		b.Commands.Run(runCtx)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.runJanitor(runCtx)
 	}()
 	go func() {
 		defer b.wg.Done()

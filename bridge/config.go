@@ -160,6 +160,9 @@ func validateClientAPI(c *api.ClientConfig) error {
 	if s.Heartbeat <= 0 || s.Heartbeat > 30*time.Second {
 		errs = append(errs, errors.New("client_api.stream.heartbeat: must be between 0 and 30s"))
 	}
+	if s.Retention < time.Hour {
+		errs = append(errs, errors.New("client_api.stream.retention: must be at least 1h"))
+	}
 	if s.Buffer < 1 || s.MaxPerUser < 1 || s.ConnectRate <= 0 || s.ConnectBurst < 1 {
 		errs = append(errs, errors.New("client_api.stream: buffer, max_per_user, connect_rate and connect_burst must be positive"))
 	}

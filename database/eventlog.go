@@ -256,3 +256,27 @@ func (q *EventLogQuery) OldestPosition(ctx context.Context) (pos int64, err erro
 	err = q.db.QueryRow(ctx, oldestPositionQuery).Scan(&pos)
 	return
 }
+
+const pruneEventsQuery = `
+	DELETE FROM event_log WHERE stream_pos IN (
+		SELECT stream_pos FROM event_log WHERE logged_at < $1 ORDER BY stream_pos LIMIT $2
+	)`
+
+// Prune deletes up to limit events logged before the given time, oldest
+// first. Streams resuming from before them get a reset.
+func (q *EventLogQuery) Prune(ctx context.Context, before time.Time, limit int) (int64, error) {
+	res, err := q.db.Exec(ctx, pruneEventsQuery, before.UnixMilli(), limit)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+const pruneTxnsQuery = `DELETE FROM appservice_txn WHERE received_at < $1`
+
+// PruneTxns forgets applied txn ids older than the given time; Synapse
+// retries a txn within minutes, not days.
+func (q *EventLogQuery) PruneTxns(ctx context.Context, before time.Time) error {
+	_, err := q.db.Exec(ctx, pruneTxnsQuery, before.UnixMilli())
+	return err
+}

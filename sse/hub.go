@@ -26,6 +26,9 @@ type Config struct {
 	// ConnectRate and ConnectBurst bound new streams per second, bridge-wide.
 	ConnectRate  float64 `yaml:"connect_rate"`
 	ConnectBurst int     `yaml:"connect_burst"`
+	// Retention is how long events stay in the log for resuming streams;
+	// older positions get a reset event.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Hub reads the event log as it grows and hands each event to the
