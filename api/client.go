@@ -82,6 +82,7 @@ func (c *Client) Register(r *mux.Router) {
 	sub.Handle("/events/ticket", auth(c.postTicket)).Methods(http.MethodPost)
 	sub.Handle("/events", c.authenticate(c.getEvents, true)).Methods(http.MethodGet)
 	sub.Handle("/rooms", auth(c.getRooms)).Methods(http.MethodGet)
+	sub.Handle("/whoami", auth(c.getWhoami)).Methods(http.MethodGet)
 	room := "/rooms/{kind:events|groups}/{slug}"
 	sub.Handle(room+"/messages", auth(c.getMessages)).Methods(http.MethodGet)
 	sub.Handle(room+"/send/{txnId}", auth(c.putSend)).Methods(http.MethodPut)
@@ -204,6 +205,17 @@ func (c *Client) postTicket(w http.ResponseWriter, r *http.Request) {
 
 func (c *Client) getEvents(w http.ResponseWriter, r *http.Request) {
 	c.hub.Serve(w, r, callerOf(r).userID)
+}
+
+// getWhoami tells the page who it is signed in as.
+func (c *Client) getWhoami(w http.ResponseWriter, r *http.Request) {
+	who := callerOf(r)
+	g, err := c.db.Ghosts.Get(r.Context(), who.tenant, who.slug)
+	if err != nil || g == nil {
+		c.internalError(w, r, errors.Join(err, errors.New("ghost vanished")))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"user_id": g.UserID.String(), "tenant": g.Tenant, "slug": g.Slug, "displayname": g.Displayname})
 }
 
 type roomInfo struct {

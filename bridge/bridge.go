@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/portal"
 	"github.com/openmeet-team/openmeet-bridge/sse"
+	"github.com/openmeet-team/openmeet-bridge/web"
 )
 
 // Version is the bridge's version; main sets it from build information.
@@ -204,6 +206,10 @@ func (b *Bridge) router() http.Handler {
 	b.Provisioning.Register(r)
 	if b.Client != nil {
 		b.Client.Register(r)
+	}
+	if b.Config.Web.Enabled {
+		r.PathPrefix(web.Prefix).Handler(web.Handler())
+		r.Handle(strings.TrimSuffix(web.Prefix, "/"), http.RedirectHandler(web.Prefix, http.StatusFound))
 	}
 	r.HandleFunc("/_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

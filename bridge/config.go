@@ -28,6 +28,7 @@ type Config struct {
 	Provisioning ProvisioningConfig          `yaml:"provisioning"`
 	Portals      portal.Config               `yaml:"portals"`
 	ClientAPI    api.ClientConfig            `yaml:"client_api"`
+	Web          WebConfig                   `yaml:"web"`
 	Permissions  map[string]string           `yaml:"permissions"`
 	Logging      LoggingConfig               `yaml:"logging"`
 }
@@ -36,6 +37,11 @@ type Config struct {
 type ProvisioningConfig struct {
 	SharedSecret string `yaml:"shared_secret"`
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+}
+
+// WebConfig is the web section: the demo chat page.
+type WebConfig struct {
+	Enabled bool `yaml:"enabled"`
 }
 
 // LoggingConfig is the logging section.
@@ -113,6 +119,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("provisioning.shared_secret: not generated; run openmeet-bridge -g or set a secret of at least 32 characters"))
 	case len(s) < appservice.MinTokenLength:
 		errs = append(errs, fmt.Errorf("provisioning.shared_secret: must be at least %d characters", appservice.MinTokenLength))
+	}
+	if c.Web.Enabled && !c.ClientAPI.Enabled {
+		errs = append(errs, errors.New("web.enabled: the demo page needs client_api.enabled"))
 	}
 	if c.Provisioning.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("provisioning.max_body_bytes: %d is too small", c.Provisioning.MaxBodyBytes))
