@@ -3,15 +3,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/bridge"
@@ -55,6 +60,8 @@ func run() error {
 	cfg.Database.URI = "file:" + filepath.Join(dataDir, "bridge.db") + "?_txlock=immediate"
 	cfg.Provisioning.SharedSecret = appservice.NewToken()
 	cfg.Logging.Format = "pretty"
+	jwtSecret := appservice.NewToken()
+	cfg.ClientAPI.Enabled, cfg.ClientAPI.JWT.Secrets, cfg.Web.Enabled = true, []string{jwtSecret}, true
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -74,14 +81,60 @@ func run() error {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
+	links, err := provisionDemo(hs.AS.URL, cfg.Provisioning.SharedSecret, jwtSecret)
+	if err != nil {
+		return err
+	}
 	fmt.Printf(`
 Synapse:            %s  (server name %q)
 Bridge:             %s  (ready: %s/_matrix/mau/ready)
-Matrix test user:   %s  password %q (log in with any Matrix client)
+Matrix test user:   %s  password %q (log in with any Matrix client;
+                    join #openmeet_demo_event_welcome:%s)
 Provisioning API:   %s/_openmeet/provision/v1/  Authorization: Bearer %s
+Demo page, signed in as Ada:  %s
+Demo page, signed in as Bob:  %s
 Ctrl-C stops everything.
-`, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, userID, password, hs.AS.URL, cfg.Provisioning.SharedSecret)
+`, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, userID, password, hs.ServerName, hs.AS.URL, cfg.Provisioning.SharedSecret, links[0], links[1])
 	<-ctx.Done()
 	fmt.Println("Stopping…")
 	return nil
+}
+
+// provisionDemo creates tenant "demo" with Ada and Bob in a public event,
+// and returns a sign-in link to the demo page for each (valid 12 hours).
+func provisionDemo(base, secret, jwtSecret string) ([]string, error) {
+	calls := []struct {
+		method, path string
+		body         any
+	}{
+		{"PUT", "/tenants/demo/users/ada", map[string]string{"displayname": "Ada Lovelace"}},
+		{"PUT", "/tenants/demo/users/bob", map[string]string{"displayname": "Bob Builder"}},
+		{"PUT", "/tenants/demo/events/welcome", map[string]any{"name": "Welcome meetup", "topic": "Say hello", "visibility": "public"}},
+		{"POST", "/tenants/demo/events/welcome/members:batch", map[string]any{"set": []map[string]string{
+			{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}},
+	}
+	for _, c := range calls {
+		data, _ := json.Marshal(c.body)
+		req, _ := http.NewRequest(c.method, base+"/_openmeet/provision/v1"+c.path, bytes.NewReader(data))
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return nil, fmt.Errorf("%s %s: HTTP %d", c.method, c.path, resp.StatusCode)
+		}
+	}
+	var links []string
+	for _, slug := range []string{"ada", "bob"} {
+		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": slug, "tenant": "demo", "exp": time.Now().Add(12 * time.Hour).Unix(),
+		}).SignedString([]byte(jwtSecret))
+		if err != nil {
+			return nil, err
+		}
+		links = append(links, base+"/_openmeet/web/#token="+token)
+	}
+	return links, nil
 }
