@@ -25,7 +25,12 @@ type Homeserver struct {
 	mu      sync.Mutex
 	lastErr error
 	lastOK  time.Time
+	onReady []func()
 }
+
+// OnReady registers fn to run (in its own goroutine) each time the
+// homeserver becomes reachable again after being down. Register before Run.
+func (h *Homeserver) OnReady(fn func()) { h.onReady = append(h.onReady, fn) }
 
 // Check intervals of the connection loop.
 const (
@@ -179,7 +184,11 @@ func (h *Homeserver) record(err error) {
 		h.lastOK = time.Now()
 	}
 	h.mu.Unlock()
-	h.ready.Store(err == nil)
+	if was := h.ready.Swap(err == nil); !was && err == nil {
+		for _, fn := range h.onReady {
+			go fn()
+		}
+	}
 }
 
 var _ UserRegistrar = (*Homeserver)(nil)

@@ -114,6 +114,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 	}
 	b.Portals.Start()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.HS.OnReady(func() {
+		b.Outbox.Resume(runCtx)
+		b.Portals.Resume(runCtx)
+	})
 	b.cancel = cancel
 	b.wg.Add(5)
 	go func() {

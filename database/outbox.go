@@ -62,6 +62,8 @@ const (
 	markOutboxRetryQuery  = `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, claimed_until = 0 WHERE id = $1`
 	markOutboxFailedQuery = `UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2, claimed_until = 0 WHERE id = $1`
 	retryOutboxQuery      = `UPDATE outbox SET state = 'pending', next_attempt_at = $2, claimed_until = 0 WHERE id = $1 AND state <> 'sent'`
+	releaseOutboxQuery    = `UPDATE outbox SET claimed_until = 0 WHERE id = $1 AND state = 'pending'`
+	dueNowQuery           = `UPDATE outbox SET next_attempt_at = $1 WHERE state = 'pending' AND next_attempt_at > $1`
 	dropOutboxQuery       = `DELETE FROM outbox WHERE id = $1 AND state <> 'sent'`
 	waitingOutboxQuery    = `SELECT ` + outboxColumns + ` FROM outbox WHERE state <> 'sent' ORDER BY id LIMIT $1`
 	countWaitingQuery     = `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`
@@ -124,6 +126,18 @@ func (q *OutboxQuery) MarkFailed(ctx context.Context, entryID int64, msg string)
 // Retry makes a failed or waiting entry due now; false if there is none.
 func (q *OutboxQuery) Retry(ctx context.Context, entryID int64) (bool, error) {
 	return affected(q.db.Exec(ctx, retryOutboxQuery, entryID, time.Now().UnixMilli()))
+}
+
+// Release gives up this process's claim on an entry it did not get to send.
+func (q *OutboxQuery) Release(ctx context.Context, entryID int64) error {
+	_, err := q.db.Exec(ctx, releaseOutboxQuery, entryID)
+	return err
+}
+
+// DueNow makes every waiting entry due at once (the homeserver is back).
+func (q *OutboxQuery) DueNow(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, dueNowQuery, time.Now().UnixMilli())
+	return err
 }
 
 // Drop deletes an undelivered entry; false if there is none.

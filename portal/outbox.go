@@ -58,6 +58,15 @@ func (o *Outbox) Add(ctx context.Context, entry *database.OutboxEntry) (*databas
 	return stored, nil
 }
 
+// Resume makes every waiting entry due now and wakes the worker: the
+// homeserver is back, so backoff no longer helps.
+func (o *Outbox) Resume(ctx context.Context) {
+	if err := o.db.Outbox.DueNow(ctx); err != nil {
+		o.log.Warn().Err(err).Msg("Failed to make outbox entries due")
+	}
+	o.Wake()
+}
+
 // Wake makes the worker look for due entries now.
 func (o *Outbox) Wake() {
 	select {
@@ -103,7 +112,13 @@ func (o *Outbox) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			o.log.Err(err).Msg("Failed to claim outbox entries")
 		}
-		for _, entry := range entries {
+		for i, entry := range entries {
+			if ctx.Err() != nil {
+				// Shutting down: hand back what this process will not send,
+				// so the next one need not wait for the claims to expire.
+				o.release(entries[i:])
+				return
+			}
 			o.deliver(ctx, entry)
 		}
 		if len(entries) == 50 {
@@ -154,7 +169,8 @@ func (o *Outbox) deliver(ctx context.Context, entry *database.OutboxEntry) {
 		log.Warn().Err(err).Msg("Homeserver refused message")
 		err = o.db.Outbox.MarkFailed(ctx, entry.ID, err.Error())
 	case ctx.Err() != nil:
-		return // shutting down; the claim expires and the entry is sent later
+		o.release([]*database.OutboxEntry{entry})
+		return
 	default:
 		backoff := min(time.Duration(1<<min(entry.Attempts, 9))*time.Second, 5*time.Minute)
 		log.Info().Err(err).Dur("retry_in", backoff).Msg("Homeserver unreachable, will retry")
@@ -175,4 +191,16 @@ func permanent(err error) bool {
 	}
 	status := httpErr.Response.StatusCode
 	return status >= 400 && status < 500 && status != 429 && status != 408
+}
+
+// release drops this process's claims, with a context of its own since the
+// worker's has ended.
+func (o *Outbox) release(entries []*database.OutboxEntry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, entry := range entries {
+		if err := o.db.Outbox.Release(ctx, entry.ID); err != nil {
+			o.log.Warn().Err(err).Int64("outbox_id", entry.ID).Msg("Failed to release outbox claim")
+		}
+	}
 }

@@ -163,6 +163,15 @@ func (r *Registry) requestUnsynced(ctx context.Context) {
 	}
 }
 
+// Resume forgets every backoff and retries what lags behind, now: the
+// homeserver is back.
+func (r *Registry) Resume(ctx context.Context) {
+	r.retryMu.Lock()
+	clear(r.retries)
+	r.retryMu.Unlock()
+	r.requestUnsynced(ctx)
+}
+
 // due reports whether a retry of key may run now.
 func (r *Registry) due(key any) bool {
 	r.retryMu.Lock()
