@@ -132,6 +132,19 @@ func (b *Bridge) Start(ctx context.Context) error {
 		defer b.wg.Done()
 		b.Outbox.Run(runCtx)
 	}()
+	if b.DB.IsPostgres() {
+		// Other replicas' new log rows wake this one's streams and bot.
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.DB.Listen(runCtx, b.Config.Database.URI, b.Log, func() {
+				b.Commands.Wake()
+				if b.Hub != nil {
+					b.Hub.Wake()
+				}
+			})
+		}()
+	}
 	if b.Hub != nil {
 		b.wg.Add(1)
 		go func() {

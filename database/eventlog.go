@@ -105,7 +105,12 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrDuplicateTxn
 		}
-		written, err = q.append(ctx, txnID, now, events)
+		if written, err = q.append(ctx, txnID, now, events); err != nil || len(written) == 0 {
+			return err
+		}
+		if q.db.Dialect == dbutil.Postgres {
+			_, err = q.db.Exec(ctx, notifyQuery)
+		}
 		return err
 	})
 	if errors.Is(err, ErrDuplicateTxn) {

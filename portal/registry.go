@@ -240,10 +240,11 @@ var (
 	_ appservice.UserRegistrar = (*Registry)(nil)
 )
 
-// lockPortal serialises changes to one portal's room made outside its
-// queue (set-pl) with the queue's syncs: power levels are replaced as a
-// whole, so two writers must never interleave.
-func (r *Registry) lockPortal(key database.PortalKey) func() {
+// lockPortal serialises everything that writes one portal's room: the
+// queue's syncs and set-pl in this process, and on PostgreSQL those of other
+// replicas too. Power levels are replaced as a whole, so two writers must
+// never interleave.
+func (r *Registry) lockPortal(ctx context.Context, key database.PortalKey) (func(), error) {
 	r.locksMu.Lock()
 	l, ok := r.locks[key]
 	if !ok {
@@ -252,7 +253,12 @@ func (r *Registry) lockPortal(key database.PortalKey) func() {
 	}
 	r.locksMu.Unlock()
 	l.Lock()
-	return l.Unlock
+	release, err := r.db.Lock(ctx, "portal\x00"+key.Tenant+"\x00"+key.Kind+"\x00"+key.Slug)
+	if err != nil {
+		l.Unlock()
+		return nil, err
+	}
+	return func() { release(); l.Unlock() }, nil
 }
 
 // SetPowerLevel sets one user's level in a portal's room, reading and
@@ -262,7 +268,11 @@ func (r *Registry) SetPowerLevel(ctx context.Context, key database.PortalKey, us
 	if err != nil || p == nil || p.RoomID == "" {
 		return errors.Join(err, errors.New("the portal has no room"))
 	}
-	defer r.lockPortal(key)()
+	unlock, err := r.lockPortal(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	bot := r.hs.Bot().Client
 	var levels event.PowerLevelsEventContent
 	if err := bot.StateEvent(ctx, p.RoomID, event.StatePowerLevels, "", &levels); err != nil {

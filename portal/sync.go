@@ -28,8 +28,14 @@ func (r *Registry) syncPortal(ctx context.Context, key database.PortalKey) error
 	}
 	log := r.log.With().Str("tenant", key.Tenant).Str("kind", key.Kind).Str("slug", key.Slug).Logger()
 	ctx = log.WithContext(ctx)
-	unlock := r.lockPortal(key)
-	err = r.applyPortal(ctx, p)
+	unlock, err := r.lockPortal(ctx, key)
+	if err != nil {
+		return err
+	}
+	// Re-read under the lock: another replica may have just synced it.
+	if p, err = r.db.Portals.Get(ctx, key); err == nil {
+		err = r.applyPortal(ctx, p)
+	}
 	unlock()
 	r.noteResult(key, err)
 	if err != nil {

@@ -97,8 +97,25 @@ func (p *Processor) Level(userID id.UserID) int {
 	return LevelNone
 }
 
-// Run processes the log until ctx ends.
+// Run processes the log until ctx ends. With several replicas on one
+// PostgreSQL database only one of them runs commands (it holds a lock), so
+// every command is answered once.
 func (p *Processor) Run(ctx context.Context) {
+	for {
+		release, ok, err := p.db.TryLock(ctx, "bot commands")
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn().Err(err).Msg("Failed to check command leadership")
+		}
+		if ok {
+			defer release()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 	cursor, err := p.loadCursor(ctx)
 	for err != nil {
 		p.log.Err(err).Msg("Failed to load command cursor")
