@@ -125,7 +125,7 @@ func (p *Provisioning) deleteMember(w http.ResponseWriter, r *http.Request) {
 	if !p.knownUsers(w, r, portal.Tenant, []string{user}) {
 		return
 	}
-	p.applyMembers(w, r, portal, []database.MemberChange{{UserSlug: user}}, func() {})
+	p.applyMembers(w, r, portal, []database.MemberChange{{UserSlug: user}}, nil)
 }
 
 func (p *Provisioning) batchMembers(w http.ResponseWriter, r *http.Request) {

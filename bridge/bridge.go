@@ -221,6 +221,7 @@ func (b *Bridge) router() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(api.MethodNotAllowed)
 	b.AS.Register(r)
 	b.Provisioning.Register(r)
+	r.HandleFunc("/_openmeet/openapi.yaml", api.ServeOpenAPI).Methods(http.MethodGet)
 	if b.Client != nil {
 		b.Client.Register(r)
 	}

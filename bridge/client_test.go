@@ -59,6 +59,7 @@ func call(t testing.TB, b *bridge.Bridge, token, method, path string, body any, 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAgainstOpenAPI(t, req, resp.StatusCode, raw)
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: %d %q", method, path, resp.StatusCode, raw)

@@ -9,15 +9,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/openmeet-team/openmeet-bridge/api"
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/bridge"
 	"github.com/openmeet-team/openmeet-bridge/internal/harness"
+	"github.com/openmeet-team/openmeet-bridge/internal/openapicheck"
 )
 
 func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
@@ -114,12 +117,32 @@ func provision(t testing.TB, b *bridge.Bridge, method, path string, body any, ou
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAgainstOpenAPI(t, req, resp.StatusCode, raw)
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: %d %q is not JSON", method, path, resp.StatusCode, raw)
 		}
 	}
 	return resp.StatusCode
+}
+
+var (
+	specOnce sync.Once
+	spec     *openapicheck.Spec
+	specErr  error
+)
+
+// checkAgainstOpenAPI fails the test when a response of our own APIs does
+// not match api/openapi.yaml: every test that calls them checks it.
+func checkAgainstOpenAPI(t testing.TB, req *http.Request, status int, body []byte) {
+	t.Helper()
+	specOnce.Do(func() { spec, specErr = openapicheck.Load(api.OpenAPI) })
+	if specErr != nil {
+		t.Fatal(specErr)
+	}
+	if err := spec.Check(req.Method, req.URL.EscapedPath(), status, body); err != nil {
+		t.Errorf("response does not match the OpenAPI description: %v\n%s", err, body)
+	}
 }
 
 // provisionUser creates a ghost through the API and fails unless Synapse

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -49,6 +50,15 @@ func TestServesWhileHomeserverIsDown(t *testing.T) {
 	}
 	if code, _ := getJSON(t, base+"/metrics"); code != 0 && code != 200 {
 		t.Fatalf("metrics: %d", code)
+	}
+	resp, err = http.Get(base + "/_openmeet/openapi.yaml")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("openapi.yaml: %v %v", resp, err)
+	}
+	spec, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(spec), "openapi: 3.1.0") {
+		t.Fatal("openapi.yaml is not the description")
 	}
 	// Stop is bounded and may be called twice.
 	start := time.Now()

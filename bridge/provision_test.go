@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/bridge"
 	"github.com/openmeet-team/openmeet-bridge/database"
@@ -57,6 +60,7 @@ func rawRequest(t *testing.T, b *bridge.Bridge, method, path, token, body string
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAgainstOpenAPI(t, req, resp.StatusCode, raw)
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s %s: answer %q is not a JSON object", method, path, raw)
@@ -125,6 +129,13 @@ func TestProvisioningBadInputs(t *testing.T) {
 		{"batch: too many", "POST", base + "/members:batch", secret, hugeBatch.String(), 400, "M_INVALID_PARAM"},
 		{"batch: not JSON", "POST", base + "/members:batch", secret, `[`, 400, "M_NOT_JSON"},
 	}
+	// Synapse pushes the join asynchronously; the snapshot must wait for it.
+	eventually(t, 30*time.Second, "hilda's join to be pushed", func() bool {
+		p, _ := b.DB.Portals.Get(context.Background(), database.PortalKey{Tenant: tenant, Kind: "event", Slug: "meetup"})
+		m, _ := b.DB.Members.Membership(context.Background(), p.RoomID, id.UserID("@openmeet_"+tenant+"_hilda:"+hs.ServerName))
+		return m == "join"
+	})
+	time.Sleep(500 * time.Millisecond)
 	before := takeSnapshot(t, b, tenant)
 	for _, tt := range tests {
 		code, body := rawRequest(t, b, tt.method, tt.path, tt.token, tt.body)
