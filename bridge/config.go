@@ -172,6 +172,9 @@ func validateClientAPI(c *api.ClientConfig) error {
 	if s.Retention < time.Hour {
 		errs = append(errs, errors.New("client_api.stream.retention: must be at least 1h"))
 	}
+	if s.Park && (s.Writers < 1 || s.Writers > 256) {
+		errs = append(errs, errors.New("client_api.stream.writers: must be from 1 to 256"))
+	}
 	if s.Buffer < 1 || s.MaxPerUser < 1 || s.ConnectRate <= 0 || s.ConnectBurst < 1 {
 		errs = append(errs, errors.New("client_api.stream: buffer, max_per_user, connect_rate and connect_burst must be positive"))
 	}

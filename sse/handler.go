@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"strconv"
@@ -43,10 +44,19 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)
 		return
 	}
-	sub, start, err := h.subscribe(userID, rooms)
+	var pc *parkedConn
+	parker := h.parkerOf()
+	if parker != nil && r.ProtoMajor == 1 {
+		pc = parker.newConn(h.cfg.Buffer)
+	}
+	sub, start, err := h.subscribe(userID, rooms, pc)
 	if errors.Is(err, errTooManyStreams) {
 		w.Header().Set("Retry-After", "5")
 		mautrix.MLimitExceeded.WithMessage("Too many open streams for this user").WithStatus(http.StatusServiceUnavailable).Write(w)
+		return
+	}
+	if pc != nil {
+		h.serveParked(w, r, sub, pc, userID, rooms, lastID, hasLast, start)
 		return
 	}
 	defer h.drop(sub, "closed")
@@ -100,6 +110,43 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 			return
 		}
 	}
+}
+
+// serveParked takes the connection over from net/http, writes the headers
+// and what the client missed itself, then parks the connection: from then
+// on it costs no goroutine until something is sent to it.
+func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscriber, pc *parkedConn, userID id.UserID, rooms []id.RoomID, lastID int64, hasLast bool, start int64) {
+	header := w.Header().Clone()
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		h.drop(sub, "cannot take over")
+		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)
+		return
+	}
+	pc.conn = conn
+	header.Set("Content-Type", "text/event-stream")
+	header.Set("Cache-Control", "no-cache")
+	header.Set("X-Accel-Buffering", "no")
+	header.Set("Connection", "close")
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = header.Write(&head)
+	head.WriteString("\r\nretry: 2000\n: connected\n\n")
+	write := func(b []byte) bool {
+		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := conn.Write(b)
+		return err == nil
+	}
+	if !write(head.Bytes()) || (hasLast && !h.backfill(r, write, userID, rooms, lastID, start)) {
+		h.drop(sub, "closed")
+		return
+	}
+	if err := pc.p.park(pc, conn); err != nil {
+		h.log.Warn().Err(err).Msg("Failed to park stream")
+		h.drop(sub, "cannot park")
+		return
+	}
+	pc.release()
 }
 
 // backfill writes what the client missed, from after lastID up to start

@@ -29,6 +29,11 @@ type Config struct {
 	// Retention is how long events stay in the log for resuming streams;
 	// older positions get a reset event.
 	Retention time.Duration `yaml:"retention"`
+	// Park takes HTTP/1.1 streams over after their headers, so an idle
+	// stream costs no goroutine; Writers is the size of the pool that
+	// writes to them.
+	Park    bool `yaml:"park"`
+	Writers int  `yaml:"writers"`
 }
 
 // Hub reads the event log as it grows and hands each event to the
@@ -41,6 +46,7 @@ type Hub struct {
 	wake    chan struct{}
 	fmt     *formatter
 	limiter *rateLimiter
+	parker  *parker
 
 	mu       sync.Mutex
 	position int64
@@ -87,6 +93,18 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.position = start
 	h.mu.Unlock()
 	defer h.closeAll()
+	if h.cfg.Park {
+		p, err := newParker(h, max(h.cfg.Writers, 1))
+		if err != nil {
+			h.log.Warn().Err(err).Msg("Cannot park streams; every stream keeps a goroutine")
+		} else {
+			h.mu.Lock()
+			h.parker = p
+			h.mu.Unlock()
+			go p.watch(ctx)
+			go h.heartbeats(ctx, p)
+		}
+	}
 	for {
 		if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
 			h.log.Err(err).Msg("Failed to read event log")
@@ -188,13 +206,13 @@ func (h *Hub) unfollow(sub *subscriber, roomID id.RoomID) {
 // subscribe registers a stream for userID following rooms. It returns the
 // position from which live events will arrive: everything after it goes
 // through the subscriber, everything up to it must be read from the log.
-func (h *Hub) subscribe(userID id.UserID, rooms []id.RoomID) (*subscriber, int64, error) {
+func (h *Hub) subscribe(userID id.UserID, rooms []id.RoomID, parked *parkedConn) (*subscriber, int64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.byUser[userID]) >= h.cfg.MaxPerUser {
 		return nil, 0, errTooManyStreams
 	}
-	sub := newSubscriber(userID, h.cfg.Buffer)
+	sub := newSubscriber(userID, h.cfg.Buffer, parked)
 	for _, roomID := range rooms {
 		h.follow(sub, roomID)
 	}
@@ -250,4 +268,24 @@ func (h *Hub) PublishEphemeral(ctx context.Context, roomID id.RoomID, eventType 
 		return
 	}
 	h.Ephemeral(roomID, encodeFrame(0, eventType, &Payload{RoomID: roomID, Portal: portal, Event: raw}))
+}
+
+func (h *Hub) heartbeats(ctx context.Context, p *parker) {
+	ticker := time.NewTicker(h.cfg.Heartbeat)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			p.heartbeat()
+		}
+	}
+}
+
+// parkerOf returns the parker once Run has made it, or nil.
+func (h *Hub) parkerOf() *parker {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.parker
 }

@@ -49,7 +49,20 @@ func newHubFixture(t *testing.T, cfg Config) *hubFixture {
 }
 
 func testCfg() Config {
-	return Config{Heartbeat: time.Second, Buffer: 64, MaxPerUser: 3, ConnectRate: 1000, ConnectBurst: 1000}
+	return Config{Heartbeat: time.Second, Buffer: 64, MaxPerUser: 3, ConnectRate: 1000, ConnectBurst: 1000, Park: true, Writers: 2}
+}
+
+// bothModes runs a test with parked streams (HTTP/1.1 taken over) and with
+// a goroutine per stream (what HTTP/2 gets).
+func bothModes(t *testing.T, fn func(t *testing.T, cfg Config)) {
+	for _, park := range []bool{true, false} {
+		t.Run(fmt.Sprintf("park=%v", park), func(t *testing.T) {
+			t.Parallel()
+			cfg := testCfg()
+			cfg.Park = park
+			fn(t, cfg)
+		})
+	}
 }
 
 // push logs events as a Synapse transaction would, and wakes the hub.
@@ -142,72 +155,75 @@ func expectNone(t *testing.T, frames chan frame) {
 }
 
 func TestStreamFollowsMembership(t *testing.T) {
-	t.Parallel()
-	f := newHubFixture(t, testCfg())
-	f.push(t, membership("!a", "@u:test", event.MembershipJoin))
-	frames, _ := f.open(t, "@u:test", "")
-	f.push(t, message("!a", "in a"), message("!b", "in b"))
-	if got := next(t, frames); got.event != "m.room.message" || !strings.Contains(got.data, "in a") {
-		t.Fatalf("got %+v", got)
-	}
-	expectNone(t, frames)
-	// Joining !b: the join itself arrives, then !b's messages.
-	f.push(t, membership("!b", "@u:test", event.MembershipJoin), message("!b", "b after join"))
-	if got := next(t, frames); got.event != "m.room.member" {
-		t.Fatalf("got %+v", got)
-	}
-	if got := next(t, frames); !strings.Contains(got.data, "b after join") {
-		t.Fatalf("got %+v", got)
-	}
-	// Leaving !a: the leave arrives, then nothing more from !a.
-	f.push(t, membership("!a", "@u:test", event.MembershipLeave), message("!a", "a after leave"), message("!b", "b still"))
-	if got := next(t, frames); got.event != "m.room.member" || !strings.Contains(got.data, "leave") {
-		t.Fatalf("got %+v", got)
-	}
-	if got := next(t, frames); !strings.Contains(got.data, "b still") {
-		t.Fatalf("got %+v (a left room's message leaked?)", got)
-	}
-	expectNone(t, frames)
+	bothModes(t, func(t *testing.T, cfg Config) {
+		f := newHubFixture(t, cfg)
+		f.push(t, membership("!a", "@u:test", event.MembershipJoin))
+		frames, _ := f.open(t, "@u:test", "")
+		f.push(t, message("!a", "in a"), message("!b", "in b"))
+		if got := next(t, frames); got.event != "m.room.message" || !strings.Contains(got.data, "in a") {
+			t.Fatalf("got %+v", got)
+		}
+		expectNone(t, frames)
+		// Joining !b: the join itself arrives, then !b's messages.
+		f.push(t, membership("!b", "@u:test", event.MembershipJoin), message("!b", "b after join"))
+		if got := next(t, frames); got.event != "m.room.member" {
+			t.Fatalf("got %+v", got)
+		}
+		if got := next(t, frames); !strings.Contains(got.data, "b after join") {
+			t.Fatalf("got %+v", got)
+		}
+		// Leaving !a: the leave arrives, then nothing more from !a.
+		f.push(t, membership("!a", "@u:test", event.MembershipLeave), message("!a", "a after leave"), message("!b", "b still"))
+		if got := next(t, frames); got.event != "m.room.member" || !strings.Contains(got.data, "leave") {
+			t.Fatalf("got %+v", got)
+		}
+		if got := next(t, frames); !strings.Contains(got.data, "b still") {
+			t.Fatalf("got %+v (a left room's message leaked?)", got)
+		}
+		expectNone(t, frames)
+	})
 }
 
 func TestStreamResumesExactly(t *testing.T) {
-	t.Parallel()
-	f := newHubFixture(t, testCfg())
-	f.push(t, membership("!a", "@u:test", event.MembershipJoin))
-	frames, resp := f.open(t, "@u:test", "")
-	f.push(t, message("!a", "one"))
-	last := next(t, frames).id
-	_ = resp.Body.Close()
-	f.push(t, message("!a", "two"), message("!x", "not mine"), message("!a", "three"))
-	frames, _ = f.open(t, "@u:test", last)
-	for _, want := range []string{"two", "three"} {
-		if got := next(t, frames); !strings.Contains(got.data, want) {
-			t.Fatalf("resume gave %+v, want %q", got, want)
+	bothModes(t, func(t *testing.T, cfg Config) {
+		f := newHubFixture(t, cfg)
+		f.push(t, membership("!a", "@u:test", event.MembershipJoin))
+		frames, resp := f.open(t, "@u:test", "")
+		f.push(t, message("!a", "one"))
+		last := next(t, frames).id
+		_ = resp.Body.Close()
+		f.push(t, message("!a", "two"), message("!x", "not mine"), message("!a", "three"))
+		frames, _ = f.open(t, "@u:test", last)
+		for _, want := range []string{"two", "three"} {
+			if got := next(t, frames); !strings.Contains(got.data, want) {
+				t.Fatalf("resume gave %+v, want %q", got, want)
+			}
 		}
-	}
-	f.push(t, message("!a", "four"))
-	if got := next(t, frames); !strings.Contains(got.data, "four") {
-		t.Fatalf("live after resume gave %+v", got)
-	}
-	expectNone(t, frames)
+		f.push(t, message("!a", "four"))
+		if got := next(t, frames); !strings.Contains(got.data, "four") {
+			t.Fatalf("live after resume gave %+v", got)
+		}
+		expectNone(t, frames)
+	})
 }
 
 func TestStreamResetsOutsideRetention(t *testing.T) {
-	t.Parallel()
-	f := newHubFixture(t, testCfg())
-	f.push(t, membership("!a", "@u:test", event.MembershipJoin), message("!a", "old"), message("!a", "newer"))
-	// A position from the future (another database) and one that was pruned.
-	frames, _ := f.open(t, "@u:test", "999")
-	if got := next(t, frames); got.event != "reset" {
-		t.Fatalf("future position: %+v", got)
-	}
-	if _, err := f.db.EventLog.Prune(context.Background(), time.Now().Add(time.Hour), 2); err != nil {
-		t.Fatal(err)
-	}
-	frames, _ = f.open(t, "@u:test", "0")
-	if got := next(t, frames); got.event != "reset" {
-		t.Fatalf("pruned position: %+v", got)
-	}
+	bothModes(t, func(t *testing.T, cfg Config) {
+		f := newHubFixture(t, cfg)
+		f.push(t, membership("!a", "@u:test", event.MembershipJoin), message("!a", "old"), message("!a", "newer"))
+		// A position from the future (another database) and one that was pruned.
+		frames, _ := f.open(t, "@u:test", "999")
+		if got := next(t, frames); got.event != "reset" {
+			t.Fatalf("future position: %+v", got)
+		}
+		if _, err := f.db.EventLog.Prune(context.Background(), time.Now().Add(time.Hour), 2); err != nil {
+			t.Fatal(err)
+		}
+		frames, _ = f.open(t, "@u:test", "0")
+		if got := next(t, frames); got.event != "reset" {
+			t.Fatalf("pruned position: %+v", got)
+		}
+	})
 }
 
 func TestSlowSubscriberIsCutOff(t *testing.T) {
@@ -219,7 +235,7 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	// A subscriber that never reads: its buffer fills and it is dropped,
 	// while a reading stream of the same room is unaffected.
-	slow, _, err := f.hub.subscribe("@u:test", []id.RoomID{"!a"})
+	slow, _, err := f.hub.subscribe("@u:test", []id.RoomID{"!a"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,28 +257,47 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 }
 
 func TestStreamLimits(t *testing.T) {
+	bothModes(t, func(t *testing.T, cfg Config) {
+		cfg.MaxPerUser = 2
+		f := newHubFixture(t, cfg)
+		for range 2 {
+			if _, resp := f.open(t, "@u:test", ""); resp.StatusCode != 200 {
+				t.Fatalf("stream within the limit: %d", resp.StatusCode)
+			}
+		}
+		_, resp := f.open(t, "@u:test", "")
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("stream over the per-user limit: %d %v", resp.StatusCode, resp.Header)
+		}
+		if _, resp := f.open(t, "@u:test", "abc"); resp.StatusCode != 400 {
+			t.Fatalf("bad Last-Event-ID: %d", resp.StatusCode)
+		}
+
+		cfg.ConnectRate, cfg.ConnectBurst = 0.001, 1
+		g := newHubFixture(t, cfg)
+		g.open(t, "@v:test", "")
+		if _, resp := g.open(t, "@w:test", ""); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("stream over the connection rate: %d", resp.StatusCode)
+		}
+	})
+}
+
+func TestParkedStreamNoticesClosedPeer(t *testing.T) {
 	t.Parallel()
 	cfg := testCfg()
-	cfg.MaxPerUser = 2
+	cfg.Heartbeat = 100 * time.Millisecond
 	f := newHubFixture(t, cfg)
-	for range 2 {
-		if _, resp := f.open(t, "@u:test", ""); resp.StatusCode != 200 {
-			t.Fatalf("stream within the limit: %d", resp.StatusCode)
+	frames, resp := f.open(t, "@u:test", "")
+	// Heartbeats are comments, which the reader skips; the stream stays up.
+	time.Sleep(300 * time.Millisecond)
+	if f.hub.Connections() != 1 {
+		t.Fatalf("%d connections, want 1", f.hub.Connections())
+	}
+	_ = resp.Body.Close()
+	for deadline := time.Now().Add(5 * time.Second); f.hub.Connections() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("closed peer not noticed")
 		}
 	}
-	_, resp := f.open(t, "@u:test", "")
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("stream over the per-user limit: %d %v", resp.StatusCode, resp.Header)
-	}
-	if _, resp := f.open(t, "@u:test", "abc"); resp.StatusCode != 400 {
-		t.Fatalf("bad Last-Event-ID: %d", resp.StatusCode)
-	}
-
-	cfg = testCfg()
-	cfg.ConnectRate, cfg.ConnectBurst = 0.001, 1
-	g := newHubFixture(t, cfg)
-	g.open(t, "@v:test", "")
-	if _, resp := g.open(t, "@w:test", ""); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("stream over the connection rate: %d", resp.StatusCode)
-	}
+	_ = frames
 }
