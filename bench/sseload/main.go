@@ -150,4 +150,3 @@ func holdStreams(addr string, n int) error {
 	fmt.Println("ready")
 	select {}
 }
-

@@ -1,0 +1,339 @@
+// Command ssefanout measures event delivery through the bridge: Synapse's
+// side is played by pushing appservice transactions to the real handler;
+// the browsers' side by a second process holding one stream per user and
+// timing each event from the moment its transaction was sent to the moment
+// the client read it. It reports latency percentiles, the server's CPU per
+// delivery, and the floor: a plain loop writing the same bytes to the same
+// number of loopback connections, measured in the same run.
+//
+//	go run ./bench/ssefanout -scenario room1k
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/openmeet-team/openmeet-bridge/appservice"
+	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/sse"
+)
+
+// scenario is one load shape of the issue.
+type scenario struct {
+	users, rooms int     // users are spread evenly over rooms
+	rate         float64 // messages per second, in total
+	duration     time.Duration
+}
+
+var scenarios = map[string]scenario{
+	"room1k":  {users: 1000, rooms: 1, rate: 10, duration: 20 * time.Second},
+	"room10k": {users: 10000, rooms: 1, rate: 2, duration: 20 * time.Second},
+	"many":    {users: 8000, rooms: 8000, rate: 1000, duration: 10 * time.Second},
+}
+
+const hsToken = "load-hs-token-0123456789abcdef0123456789"
+
+func main() {
+	name := flag.String("scenario", "room1k", "room1k, room10k or many")
+	client := flag.String("client", "", "internal: hold streams to this address")
+	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
+	users := flag.Int("users", 0, "internal: number of streams")
+	flag.Parse()
+	var err error
+	switch {
+	case *client != "":
+		err = runClients(*client, *users, *floor)
+	default:
+		sc, ok := scenarios[*name]
+		if !ok {
+			err = fmt.Errorf("unknown scenario %q", *name)
+			break
+		}
+		err = run(*name, sc)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ssefanout:", err)
+		os.Exit(1)
+	}
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+type sink struct{ hub *sse.Hub }
+
+func (s sink) EventsLogged(context.Context, []*database.LoggedEvent)      { s.hub.Wake() }
+func (s sink) EphemeralReceived(context.Context, []*appservice.Ephemeral) {}
+
+func run(name string, sc scenario) error {
+	dir, err := os.MkdirTemp("", "ssefanout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := database.Open(database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(dir, "db") + "?_txlock=immediate"}, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err = db.Upgrade(ctx); err != nil {
+		return err
+	}
+	asCfg := &appservice.Config{HSToken: hsToken, MaxBodyBytes: 32 << 20, Bot: appservice.BotConfig{Username: "bot"},
+		GhostTemplate: "openmeet_{tenant}_{slug}", AliasTemplate: "openmeet_{tenant}_{kind}_{slug}"}
+	as, err := appservice.NewServer(asCfg, "load.local", db, zerolog.Nop(), nil)
+	if err != nil {
+		return err
+	}
+	hub := sse.NewHub(db, sse.Config{Heartbeat: 25 * time.Second, Buffer: 256, MaxPerUser: 10, ConnectRate: 1e6, ConnectBurst: 1e6, Park: true, Writers: 4}, zerolog.Nop())
+	as.Sink = sink{hub}
+	go func() { _ = hub.Run(ctx) }()
+	r := mux.NewRouter()
+	as.Register(r)
+	// The stream as the client API serves it, minus authentication.
+	r.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) { hub.Serve(w, r, id.UserID(r.URL.Query().Get("user"))) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: r}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	base := "http://" + l.Addr().String()
+	push := newPusher(base)
+
+	// Portals for the rooms, so payloads carry them, and every user joined.
+	for room := range sc.rooms {
+		key := database.PortalKey{Tenant: "load", Kind: "event", Slug: strconv.Itoa(room)}
+		if _, err := db.Portals.Put(ctx, &database.Portal{Tenant: "load", Kind: "event", Slug: key.Slug, Alias: id.RoomAlias("#" + key.Slug + ":load.local"), Name: "Load " + key.Slug, Visibility: "public"}); err != nil {
+			return err
+		}
+		if err := db.Portals.SetRoomID(ctx, key, roomID(room)); err != nil {
+			return err
+		}
+	}
+	var joins []string
+	for u := range sc.users {
+		joins = append(joins, memberEvent(u, u%sc.rooms))
+		if len(joins) == 100 || u == sc.users-1 {
+			if err := push.send(joins); err != nil {
+				return err
+			}
+			joins = nil
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	clients := exec.Command(os.Args[0], "-client", l.Addr().String(), "-users", strconv.Itoa(sc.users))
+	clients.Stderr = os.Stderr
+	out, _ := clients.StdoutPipe()
+	if err = clients.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = clients.Process.Kill(); _ = clients.Wait() }()
+	lines := bufio.NewReader(out)
+	if line, err := lines.ReadString('\n'); err != nil || !strings.HasPrefix(line, "ready") {
+		return fmt.Errorf("clients failed: %q %v", line, err)
+	}
+	for deadline := time.Now().Add(time.Minute); hub.Connections() < sc.users; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d streams", hub.Connections(), sc.users)
+		}
+	}
+
+	// Messages at the scenario's rate, a transaction at a time as Synapse
+	// sends them; each carries its send time.
+	perTxn := max(1, int(sc.rate/100))
+	interval := time.Duration(float64(time.Second) * float64(perTxn) / sc.rate)
+	total := int(sc.rate * sc.duration.Seconds())
+	cpu0, start := cpuSeconds(), time.Now()
+	sent := 0
+	for tick := time.NewTicker(interval); sent < total; <-tick.C {
+		var msgs []string
+		for range perTxn {
+			msgs = append(msgs, messageEvent(sent, sent%sc.rooms, time.Now().UnixNano()))
+			sent++
+		}
+		if err := push.send(msgs); err != nil {
+			return err
+		}
+	}
+	time.Sleep(2 * time.Second) // let the last deliveries land
+	cpu := cpuSeconds() - cpu0
+	elapsed := time.Since(start)
+	deliveries := sent * (sc.users / sc.rooms)
+	_ = clients.Process.Signal(syscall.SIGUSR1)
+	report, err := lines.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("no report from clients: %w", err)
+	}
+	floorPer, err := measureFloor(sc.users, deliveries)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: %d users in %d rooms, %d messages in %s → %d deliveries\n", name, sc.users, sc.rooms, sent, elapsed.Round(time.Millisecond), deliveries)
+	fmt.Printf("  latency (txn sent → event read): %s", report)
+	fmt.Printf("  server CPU: %.2fs = %.2f µs per delivery; floor (plain writes of the same bytes): %.2f µs; ratio %.2f\n",
+		cpu, cpu*1e6/float64(deliveries), floorPer, cpu*1e6/float64(deliveries)/floorPer)
+	return nil
+}
+
+func roomID(room int) id.RoomID { return id.RoomID(fmt.Sprintf("!room%d:load.local", room)) }
+
+func userID(u int) string { return fmt.Sprintf("@openmeet_load_user%d:load.local", u) }
+
+func memberEvent(u, room int) string {
+	return fmt.Sprintf(`{"event_id":"$join%d","room_id":%q,"type":"m.room.member","state_key":%q,"sender":%q,"origin_server_ts":1,"content":{"membership":"join","displayname":"User %d"}}`,
+		u, roomID(room), userID(u), userID(u), u)
+}
+
+func messageEvent(n, room int, ts int64) string {
+	return fmt.Sprintf(`{"event_id":"$msg%d","room_id":%q,"type":"m.room.message","sender":%q,"origin_server_ts":1,"content":{"msgtype":"m.text","body":"load %d","ts":%d}}`,
+		n, roomID(room), userID(room), n, ts)
+}
+
+type pusher struct {
+	base string
+	txn  int
+	http *http.Client
+}
+
+func newPusher(base string) *pusher {
+	return &pusher{base: base, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (p *pusher) send(events []string) error {
+	p.txn++
+	body := `{"events":[` + strings.Join(events, ",") + `]}`
+	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/_matrix/app/v1/transactions/%d", p.base, p.txn), strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+hsToken)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("transaction %d: HTTP %d", p.txn, resp.StatusCode)
+	}
+	return nil
+}
+
+// measureFloor writes a typical frame to n loopback connections, as many
+// times in all as there were deliveries (capped), and returns the CPU per
+// write.
+func measureFloor(n, writes int) (float64, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	clients := exec.Command(os.Args[0], "-client", l.Addr().String(), "-users", strconv.Itoa(n), "-floor")
+	if err := clients.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = clients.Process.Kill(); _ = clients.Wait() }()
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := l.Accept()
+		if err != nil {
+			return 0, err
+		}
+		conns = append(conns, c)
+	}
+	frame := []byte(`id: 123456` + "\nevent: m.room.message\ndata: " + strings.Repeat("x", 560) + "\n\n")
+	writes = min(writes, 2_000_000)
+	cpu0 := cpuSeconds()
+	for i := range writes {
+		if _, err := conns[i%n].Write(frame); err != nil {
+			return 0, err
+		}
+	}
+	return (cpuSeconds() - cpu0) * 1e6 / float64(writes), nil
+}
+
+// runClients holds the streams (or raw connections, for the floor), and on
+// SIGUSR1 prints latency percentiles of the events read.
+func runClients(addr string, n int, floor bool) error {
+	lat := make(chan time.Duration, 1<<20)
+	for u := range n {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		if floor {
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := conn.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			continue
+		}
+		fmt.Fprintf(conn, "GET /events?user=%s HTTP/1.1\r\nHost: load\r\n\r\n", userID(u))
+		go readStream(conn, lat)
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signalNotify(sig)
+	<-sig
+	var all []time.Duration
+	for len(lat) > 0 {
+		all = append(all, <-lat)
+	}
+	if len(all) == 0 {
+		fmt.Println("no events read")
+		return nil
+	}
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
+	fmt.Printf("%d read, p50 %s, p99 %s, max %s\n", len(all), pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond))
+	return nil
+}
+
+func readStream(conn net.Conn, lat chan<- time.Duration) {
+	r := bufio.NewReaderSize(conn, 16<<10)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		if !bytes.HasPrefix(line, []byte("data: ")) {
+			continue
+		}
+		var p struct {
+			Event struct {
+				Content struct {
+					TS int64 `json:"ts"`
+				} `json:"content"`
+			} `json:"event"`
+		}
+		if json.Unmarshal(line[6:], &p) == nil && p.Event.Content.TS > 0 {
+			lat <- time.Duration(time.Now().UnixNano() - p.Event.Content.TS)
+		}
+	}
+}
