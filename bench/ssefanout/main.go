@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,11 @@ var scenarios = map[string]scenario{
 	"many":    {users: 8000, rooms: 8000, rate: 1000, duration: 10 * time.Second},
 }
 
+var (
+	cpuProfile string
+	writers    int
+)
+
 const hsToken = "load-hs-token-0123456789abcdef0123456789"
 
 func main() {
@@ -56,7 +62,10 @@ func main() {
 	client := flag.String("client", "", "internal: hold streams to this address")
 	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
 	users := flag.Int("users", 0, "internal: number of streams")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the message phase to this file")
+	flag.IntVar(&writers, "writers", 4, "stream writer goroutines (client_api.stream.writers)")
 	flag.Parse()
+	cpuProfile = *profile
 	var err error
 	switch {
 	case *client != "":
@@ -108,7 +117,7 @@ func run(name string, sc scenario) error {
 	if err != nil {
 		return err
 	}
-	hub := sse.NewHub(db, sse.Config{Heartbeat: 25 * time.Second, Buffer: 256, MaxPerUser: 10, ConnectRate: 1e6, ConnectBurst: 1e6, Park: true, Writers: 4}, zerolog.Nop())
+	hub := sse.NewHub(db, sse.Config{Heartbeat: 25 * time.Second, Buffer: 256, MaxPerUser: 10, ConnectRate: 1e6, ConnectBurst: 1e6, Park: true, Writers: writers}, zerolog.Nop())
 	as.Sink = sink{hub}
 	go func() { _ = hub.Run(ctx) }()
 	r := mux.NewRouter()
@@ -169,6 +178,17 @@ func run(name string, sc scenario) error {
 	perTxn := max(1, int(sc.rate/100))
 	interval := time.Duration(float64(time.Second) * float64(perTxn) / sc.rate)
 	total := int(sc.rate * sc.duration.Seconds())
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0, start := cpuSeconds(), time.Now()
 	sent := 0
 	for tick := time.NewTicker(interval); sent < total; <-tick.C {
