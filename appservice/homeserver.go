@@ -2,6 +2,7 @@ package appservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	mxas "maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 )
@@ -98,7 +100,16 @@ func (h *Homeserver) EnsureRegistered(ctx context.Context, userID id.UserID) err
 	if intent == nil {
 		return fmt.Errorf("user %s is not on this homeserver", userID)
 	}
-	return intent.EnsureRegistered(ctx)
+	// Not intent.EnsureRegistered: it reads the intent's flag without a
+	// lock, which races when two requests register one ghost at once.
+	if ok, err := h.as.StateStore.IsRegistered(ctx, userID); err == nil && ok {
+		return nil
+	}
+	if err := intent.Register(ctx); err != nil && !errors.Is(err, mautrix.MUserInUse) {
+		return fmt.Errorf("failed to register %s: %w", userID, err)
+	}
+	h.MarkRegistered(ctx, userID)
+	return nil
 }
 
 // Ping asks the homeserver to ping the bridge back through the appservice
@@ -196,8 +207,7 @@ var _ UserRegistrar = (*Homeserver)(nil)
 // MarkRegistered records that the homeserver already knows userID, so no
 // registration request is sent for it.
 func (h *Homeserver) MarkRegistered(ctx context.Context, userID id.UserID) {
+	// Only the state store: the intent's own flag is not safe to write from
+	// several goroutines, and EnsureRegistered consults the store anyway.
 	_ = h.as.StateStore.MarkRegistered(ctx, userID)
-	if intent := h.as.Intent(userID); intent != nil {
-		intent.Registered = true
-	}
 }

@@ -156,6 +156,11 @@ func TestBotCommandsForAdmin(t *testing.T) {
 	dm.run("portal #nope:"+hs.ServerName, "No portal")
 	dm.run("set-pl @x:localhost 50", "portal room")
 	dm.run("reconcile "+alias, "all match")
+	dm.run("outbox", "empty")
+	dm.run("outbox list", "empty")
+	dm.run("outbox retry 999", "No undelivered message")
+	dm.run("outbox drop 999", "No undelivered message")
+	dm.run("outbox retry x", "Usage:")
 
 	// Drift made by hand through Synapse's client API: a member kicked and
 	// a level changed. Reconcile reports both, --apply repairs both.
@@ -213,11 +218,13 @@ func TestBotRefusesNonAdmins(t *testing.T) {
 	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public", "ensure_room": true}, &p)
 
 	dm := openDM(t, bob, bot)
-	dm.run("status", "ghosts: 1")
+	dm.run("status", "ghosts: 1", "outbox: 0 waiting")
+	dm.run("outbox", "empty")
 	dm.run("reconcile "+p.Alias, "all match")
 	for _, cmd := range []string{
 		"sync-portal " + p.Alias, "reconcile " + p.Alias + " --apply", "reconcile --all --apply",
 		"set-pl @x:localhost 50", "close-portal " + p.Alias, "sync-ghost " + tenant + " hilda",
+		"outbox retry 1", "outbox drop 1",
 	} {
 		dm.run(cmd, "only bridge admins")
 	}
