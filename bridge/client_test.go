@@ -525,3 +525,72 @@ func TestClientActions(t *testing.T) {
 	}
 	adaStream.waitFor(t, "bob's receipt", func(e streamEvent) bool { return e.Event == "m.receipt" })
 }
+
+// TestTicketsCookiesAndCORS: tickets expire; the cookie option works for
+// EventSource; only configured origins get CORS headers.
+func TestTicketsCookiesAndCORS(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	cfg := clientConfig(t, hs)
+	cfg.ClientAPI.TicketTTL, cfg.ClientAPI.TicketCookie = time.Second, true
+	cfg.ClientAPI.AllowedOrigins = []string{"http://frontend.test"}
+	b := startBridge(t, cfg)
+	tenant := harness.UniqueName("tenant-")
+	provisionUser(t, b, tenant, "ada", "Ada")
+	ada := mintJWT(t, jwtSecret, tenant, "ada", time.Hour)
+	url := "http://" + b.Addr().String() + "/_openmeet/client/v1"
+
+	ticketReq := func(origin string) *http.Response {
+		req, _ := http.NewRequest("POST", url+"/events/ticket", nil)
+		req.Header.Set("Authorization", "Bearer "+ada)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+	resp := ticketReq("http://frontend.test")
+	if resp.Header.Get("Access-Control-Allow-Origin") != "http://frontend.test" || resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Fatalf("CORS headers for an allowed origin: %v", resp.Header)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || !cookies[0].HttpOnly {
+		t.Fatalf("ticket cookie %+v", cookies)
+	}
+	if resp := ticketReq("http://evil.test"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("CORS headers for another origin: %v", resp.Header)
+	}
+	pre, _ := http.NewRequest("OPTIONS", url+"/rooms", nil)
+	pre.Header.Set("Origin", "http://frontend.test")
+	pre.Header.Set("Access-Control-Request-Method", "GET")
+	presp, err := http.DefaultClient.Do(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = presp.Body.Close()
+	if presp.StatusCode != 204 || !strings.Contains(presp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Fatalf("preflight: %d %v", presp.StatusCode, presp.Header)
+	}
+
+	// The cookie opens a stream, once.
+	streamReq, _ := http.NewRequest("GET", url+"/events", nil)
+	streamReq.AddCookie(cookies[0])
+	sresp, err := http.DefaultClient.Do(streamReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sresp.Body.Close()
+	if sresp.StatusCode != 200 {
+		t.Fatalf("stream with the ticket cookie: %d", sresp.StatusCode)
+	}
+	// An unused ticket expires.
+	var ticket struct {
+		Ticket string `json:"ticket"`
+	}
+	call(t, b, ada, "POST", "/events/ticket", nil, &ticket)
+	time.Sleep(1500 * time.Millisecond)
+	if _, code := openStream(t, b, "", "?ticket="+ticket.Ticket, ""); code != 401 {
+		t.Fatalf("expired ticket: %d", code)
+	}
+}
