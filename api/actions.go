@@ -219,10 +219,16 @@ func (c *Client) postReceipt(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
 		return
 	}
-	if c.targetEvent(w, r, p, req.EventID) == nil {
+	target := c.targetEvent(w, r, p, req.EventID)
+	if target == nil {
 		return
 	}
-	if err := c.portals.MarkRead(r.Context(), callerOf(r).userID, p.RoomID, id.EventID(req.EventID)); err != nil {
+	who := callerOf(r).userID
+	if err := c.db.ReadMarkers.Set(r.Context(), who, p.RoomID, target.Position); err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	if err := c.portals.MarkRead(r.Context(), who, p.RoomID, id.EventID(req.EventID)); err != nil {
 		c.log.Warn().Err(err).Msg("Failed to send read marker")
 		mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
 		return

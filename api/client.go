@@ -225,7 +225,13 @@ type roomInfo struct {
 	Topic  string `json:"topic"`
 	Alias  string `json:"alias"`
 	RoomID string `json:"room_id"`
+	// Unread counts messages from others since the user's last receipt
+	// through this API, up to maxUnread.
+	Unread int `json:"unread"`
 }
+
+// maxUnread caps unread counts; a page shows "99+".
+const maxUnread = 100
 
 // getRooms lists the portals whose room the caller's ghost is joined to.
 func (c *Client) getRooms(w http.ResponseWriter, r *http.Request) {
@@ -247,7 +253,13 @@ func (c *Client) getRooms(w http.ResponseWriter, r *http.Request) {
 		if p == nil || p.Tenant != who.tenant || p.Closed {
 			continue
 		}
-		out.Rooms = append(out.Rooms, roomInfo{Kind: p.Kind, Slug: p.Slug, Name: p.Name, Topic: p.Topic, Alias: p.Alias.String(), RoomID: p.RoomID.String()})
+		unread, err := c.db.ReadMarkers.Unread(r.Context(), who.userID, roomID, maxUnread)
+		if err != nil {
+			c.internalError(w, r, err)
+			return
+		}
+		out.Rooms = append(out.Rooms, roomInfo{Kind: p.Kind, Slug: p.Slug, Name: p.Name, Topic: p.Topic,
+			Alias: p.Alias.String(), RoomID: p.RoomID.String(), Unread: unread})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -520,10 +520,25 @@ func TestClientActions(t *testing.T) {
 	if evt.ID != "" {
 		t.Fatalf("typing carries a stream position: %+v", evt)
 	}
+	// Bob has unread messages from Ada (the first one and its edit) until
+	// his receipt.
+	unread := func() float64 {
+		var rooms struct {
+			Rooms []map[string]any `json:"rooms"`
+		}
+		call(t, b, bob, "GET", "/rooms", nil, &rooms)
+		return rooms.Rooms[0]["unread"].(float64)
+	}
+	if n := unread(); n != 2 {
+		t.Fatalf("bob's unread count %v, want 2", n)
+	}
 	if code := call(t, b, bob, "POST", room+"/receipt", map[string]string{"event_id": adaMsg}, nil); code != 200 {
 		t.Fatalf("receipt: %d", code)
 	}
 	adaStream.waitFor(t, "bob's receipt", func(e streamEvent) bool { return e.Event == "m.receipt" })
+	if n := unread(); n != 1 {
+		t.Fatalf("bob's unread count after reading the first message %v, want 1 (the edit)", n)
+	}
 }
 
 // TestTicketsCookiesAndCORS: tickets expire; the cookie option works for

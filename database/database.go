@@ -78,6 +78,7 @@ type Database struct {
 	Bot           *BotQuery
 	Outbox        *OutboxQuery
 	Tickets       *TicketQuery
+	ReadMarkers   *ReadMarkerQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -158,6 +159,7 @@ func wrap(raw *dbutil.Database) *Database {
 		Bot:           &BotQuery{db: raw},
 		Outbox:        &OutboxQuery{db: raw},
 		Tickets:       &TicketQuery{db: raw},
+		ReadMarkers:   &ReadMarkerQuery{db: raw},
 	}
 }
 

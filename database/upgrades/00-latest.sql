@@ -153,3 +153,12 @@ CREATE TABLE stream_ticket (
     user_slug   TEXT   NOT NULL,
     expires_at  BIGINT NOT NULL
 );
+
+-- How far each user has read each room through the client API, as a
+-- stream position: unread counts are the messages after it.
+CREATE TABLE read_marker (
+    user_id    TEXT   NOT NULL,
+    room_id    TEXT   NOT NULL,
+    stream_pos BIGINT NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+);

@@ -39,3 +39,12 @@ ALTER TABLE room_member ADD COLUMN displayname TEXT NOT NULL DEFAULT '';
 -- Synapse on SQLite reuses txn ids after a restart: remember what each txn
 -- held, so only a true retry is skipped.
 ALTER TABLE appservice_txn ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+
+-- How far each user has read each room through the client API, as a
+-- stream position: unread counts are the messages after it.
+CREATE TABLE read_marker (
+    user_id    TEXT   NOT NULL,
+    room_id    TEXT   NOT NULL,
+    stream_pos BIGINT NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+);

@@ -41,7 +41,7 @@ async function loadRooms() {
   const list = $("rooms");
   list.replaceChildren(...rooms.map((room) => {
     const li = document.createElement("li");
-    li.textContent = room.name;
+    li.textContent = room.name + (room.unread ? " (" + (room.unread >= 100 ? "99+" : room.unread) + ")" : "");
     li.dataset.roomId = room.room_id;
     li.onclick = () => openRoom(room);
     return li;
@@ -62,6 +62,14 @@ async function openRoom(room) {
   $("composer").querySelector("button").disabled = false;
   const { chunk } = await api("GET", roomPath(room) + "/messages?limit=50");
   for (const item of chunk.reverse()) render(item);
+  markRead();
+}
+
+// markRead sends a receipt for the newest message shown.
+function markRead() {
+  const items = $("messages").querySelectorAll("li[data-event-id]");
+  const last = items[items.length - 1];
+  if (last && state.current) api("POST", roomPath(state.current) + "/receipt", { event_id: last.dataset.eventId }).catch(() => {});
 }
 
 // render adds or updates what one payload means for the open room.
