@@ -17,7 +17,7 @@ import (
 
 // writeTimeout bounds one write to a client; a client that does not read
 // for that long is gone.
-const writeTimeout = 15 * time.Second
+var writeTimeout = 15 * time.Second
 
 // Serve streams userID's events to w until the client goes away, the hub
 // cuts it off, or the bridge stops. The caller has authenticated the user.
@@ -141,6 +141,9 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 		h.drop(sub, "closed")
 		return
 	}
+	// The handler's write deadline must not outlive it: parked writes never
+	// wait, and a deadline left behind would fail them later.
+	_ = conn.SetWriteDeadline(time.Time{})
 	if err := pc.p.park(pc, conn); err != nil {
 		h.log.Warn().Err(err).Msg("Failed to park stream")
 		h.drop(sub, "cannot park")

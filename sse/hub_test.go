@@ -301,3 +301,20 @@ func TestParkedStreamNoticesClosedPeer(t *testing.T) {
 	}
 	_ = frames
 }
+
+// TestParkedStreamOutlivesHandshakeDeadline: the deadline that bounds the
+// handler's own writes must not fail the parked stream's later writes.
+// Not parallel: it shortens a package-wide timeout.
+func TestParkedStreamOutlivesHandshakeDeadline(t *testing.T) {
+	saved := writeTimeout
+	writeTimeout = 50 * time.Millisecond
+	defer func() { writeTimeout = saved }()
+	f := newHubFixture(t, testCfg())
+	f.push(t, membership("!a", "@u:test", event.MembershipJoin))
+	frames, _ := f.open(t, "@u:test", "")
+	time.Sleep(200 * time.Millisecond)
+	f.push(t, message("!a", "after the deadline"))
+	if got := next(t, frames); !strings.Contains(got.data, "after the deadline") {
+		t.Fatalf("got %+v", got)
+	}
+}

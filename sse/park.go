@@ -1,11 +1,9 @@
 package sse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -21,7 +19,6 @@ import (
 
 // Write limits of parked connections.
 const (
-	parkedWriteTimeout = 200 * time.Millisecond
 	// A connection with this much unsent is too slow and is cut off; it
 	// reconnects with Last-Event-ID.
 	maxPending = 1 << 20
@@ -44,6 +41,7 @@ type parkedConn struct {
 	id     uint64
 	p      *parker
 	conn   net.Conn
+	raw    syscall.RawConn
 	sub    *subscriber
 	limit  int
 	mu     sync.Mutex
@@ -84,7 +82,7 @@ func (p *parker) park(pc *parkedConn, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	pc.conn = conn
+	pc.conn, pc.raw = conn, raw
 	p.mu.Lock()
 	p.conns[pc.id] = pc
 	p.mu.Unlock()
@@ -149,26 +147,13 @@ func (p *parker) writer() {
 		bufs = append(bufs, pc.queue...)
 		pc.queue, pc.unsent = nil, nil
 		pc.mu.Unlock()
-		if pc.conn == nil {
+		if pc.raw == nil {
 			continue
 		}
-		_ = pc.conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
-		var err error
-		if len(bufs) == 1 {
-			// One frame: write(2) costs less than writev(2) with one vector.
-			var n int
-			n, err = pc.conn.Write(bufs[0])
-			bufs[0] = bufs[0][n:]
-		} else {
-			_, err = bufs.WriteTo(pc.conn)
-		}
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		rest, err := writeNow(pc.raw, bufs)
+		if err != nil {
 			p.hub.drop(pc.sub, "write failed")
 			continue
-		}
-		var rest []byte
-		if err != nil {
-			rest = bytes.Join(bufs, nil)
 		}
 		pc.mu.Lock()
 		pc.unsent = rest
@@ -238,3 +223,37 @@ func (p *parker) heartbeat() {
 }
 
 var heartbeatFrame = []byte(": ping\n\n")
+
+// writeNow writes what the socket takes right now and returns the rest,
+// without ever waiting: a writer must not be held up by one slow client.
+// Writing on the descriptor directly also spares the deadline timer and
+// the netpoll bookkeeping of net.Conn.Write.
+func writeNow(raw syscall.RawConn, bufs [][]byte) ([]byte, error) {
+	var n int
+	var werr error
+	err := raw.Write(func(fd uintptr) bool {
+		if len(bufs) == 1 {
+			n, werr = unix.Write(int(fd), bufs[0])
+		} else {
+			n, werr = unix.Writev(int(fd), bufs)
+		}
+		return true
+	})
+	if err == nil && werr != nil && !errors.Is(werr, unix.EAGAIN) {
+		err = werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	n = max(n, 0)
+	var rest []byte
+	for _, b := range bufs {
+		if n >= len(b) {
+			n -= len(b)
+			continue
+		}
+		rest = append(rest, b[n:]...)
+		n = 0
+	}
+	return rest, nil
+}
