@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -44,28 +43,9 @@ func clientConfig(t testing.TB, hs *harness.Synapse) *bridge.Config {
 // call sends a client API request with a JWT.
 func call(t testing.TB, b *bridge.Bridge, token, method, path string, body any, out any) int {
 	t.Helper()
-	var reader io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
-		reader = strings.NewReader(string(data))
-	}
-	req, _ := http.NewRequest(method, "http://"+b.Addr().String()+"/_openmeet/client/v1"+path, reader)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	checkAgainstOpenAPI(t, req, resp.StatusCode, raw)
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d %q", method, path, resp.StatusCode, raw)
-		}
-	}
-	return resp.StatusCode
+	status, raw := apiRequest(t, b, method, "/_openmeet/client/v1"+path, token, body)
+	decodeInto(t, method+" "+path, status, raw, out)
+	return status
 }
 
 type streamEvent struct {

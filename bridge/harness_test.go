@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,17 +101,24 @@ func getJSON(t testing.TB, url string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-// provision calls the provisioning API of b and decodes the answer into out
-// (if not nil); it returns the status.
-func provision(t testing.TB, b *bridge.Bridge, method, path string, body any, out any) int {
+// apiRequest sends a request to one of the bridge's own APIs, checks the
+// answer against the OpenAPI description and returns its status and body.
+// body may be a string (sent as it is) or a value (sent as JSON).
+func apiRequest(t testing.TB, b *bridge.Bridge, method, path, token string, body any) (int, []byte) {
 	t.Helper()
 	var reader io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
+	switch v := body.(type) {
+	case nil:
+	case string:
+		reader = strings.NewReader(v)
+	default:
+		data, _ := json.Marshal(v)
 		reader = bytes.NewReader(data)
 	}
-	req, _ := http.NewRequest(method, "http://"+b.Addr().String()+"/_openmeet/provision/v1"+path, reader)
-	req.Header.Set("Authorization", "Bearer "+b.Config.Provisioning.SharedSecret)
+	req, _ := http.NewRequest(method, "http://"+b.Addr().String()+path, reader)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -118,12 +126,26 @@ func provision(t testing.TB, b *bridge.Bridge, method, path string, body any, ou
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	checkAgainstOpenAPI(t, req, resp.StatusCode, raw)
+	return resp.StatusCode, raw
+}
+
+// decodeInto decodes an API answer into out (if not nil).
+func decodeInto(t testing.TB, what string, status int, raw []byte, out any) {
+	t.Helper()
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d %q is not JSON", method, path, resp.StatusCode, raw)
+			t.Fatalf("%s: %d %q is not JSON", what, status, raw)
 		}
 	}
-	return resp.StatusCode
+}
+
+// provision calls the provisioning API of b and decodes the answer into out
+// (if not nil); it returns the status.
+func provision(t testing.TB, b *bridge.Bridge, method, path string, body any, out any) int {
+	t.Helper()
+	status, raw := apiRequest(t, b, method, "/_openmeet/provision/v1"+path, b.Config.Provisioning.SharedSecret, body)
+	decodeInto(t, method+" "+path, status, raw, out)
+	return status
 }
 
 var (

@@ -3,10 +3,7 @@ package bridge_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -50,22 +47,10 @@ func takeSnapshot(t *testing.T, b *bridge.Bridge, tenant string) snapshot {
 
 func rawRequest(t *testing.T, b *bridge.Bridge, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+b.Addr().String()+"/_openmeet/provision/v1"+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	checkAgainstOpenAPI(t, req, resp.StatusCode, raw)
+	status, raw := apiRequest(t, b, method, "/_openmeet/provision/v1"+path, token, body)
 	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s %s: answer %q is not a JSON object", method, path, raw)
-	}
-	return resp.StatusCode, out
+	decodeInto(t, method+" "+path, status, raw, &out)
+	return status, out
 }
 
 func TestProvisioningBadInputs(t *testing.T) {
