@@ -72,12 +72,9 @@ type editRequest struct {
 
 // putEdit replaces the text of one of the caller's own messages.
 func (c *Client) putEdit(w http.ResponseWriter, r *http.Request) {
-	p, ok := c.joinedPortal(w, r)
-	if !ok {
-		return
-	}
 	var req editRequest
-	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+	p, ok := c.roomRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	if strings.TrimSpace(req.Body) == "" {
@@ -112,12 +109,9 @@ type reactRequest struct {
 // putReact annotates an event with a reaction (remove it by redacting the
 // reaction's event).
 func (c *Client) putReact(w http.ResponseWriter, r *http.Request) {
-	p, ok := c.joinedPortal(w, r)
-	if !ok {
-		return
-	}
 	var req reactRequest
-	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+	p, ok := c.roomRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	if req.Key == "" || len(req.Key) > 64 {
@@ -143,12 +137,9 @@ type redactRequest struct {
 // putRedact removes an event: the caller's own, or anyone's with the
 // room's redact level.
 func (c *Client) putRedact(w http.ResponseWriter, r *http.Request) {
-	p, ok := c.joinedPortal(w, r)
-	if !ok {
-		return
-	}
 	var req redactRequest
-	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+	p, ok := c.roomRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	target := c.targetEvent(w, r, p, req.EventID)
@@ -179,12 +170,9 @@ type typingRequest struct {
 // putTyping sets the caller's typing state; unchanged states are sent to
 // Synapse at most every few seconds.
 func (c *Client) putTyping(w http.ResponseWriter, r *http.Request) {
-	p, ok := c.joinedPortal(w, r)
-	if !ok {
-		return
-	}
 	var req typingRequest
-	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+	p, ok := c.roomRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	if req.TimeoutMS == 0 {
@@ -211,12 +199,9 @@ type receiptRequest struct {
 
 // postReceipt marks the room read up to an event.
 func (c *Client) postReceipt(w http.ResponseWriter, r *http.Request) {
-	p, ok := c.joinedPortal(w, r)
-	if !ok {
-		return
-	}
 	var req receiptRequest
-	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+	p, ok := c.roomRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	target := c.targetEvent(w, r, p, req.EventID)

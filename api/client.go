@@ -290,6 +290,16 @@ func (c *Client) joinedPortal(w http.ResponseWriter, r *http.Request) (*database
 	return p, true
 }
 
+// roomRequest resolves the caller's portal (joined, or 403/404) and
+// decodes the request body; on failure it has answered.
+func (c *Client) roomRequest(w http.ResponseWriter, r *http.Request, req any) (*database.Portal, bool) {
+	p, ok := c.joinedPortal(w, r)
+	if !ok || !readJSON(w, r, c.cfg.MaxBodyBytes, req) {
+		return nil, false
+	}
+	return p, true
+}
+
 func (c *Client) getMessages(w http.ResponseWriter, r *http.Request) {
 	p, ok := c.joinedPortal(w, r)
 	if !ok {
@@ -347,13 +357,10 @@ type sendResponse struct {
 // putSend stores a message in the outbox and answers 200 once Synapse has
 // it, or 202 while it is still on its way.
 func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
-	p, ok := c.joinedPortal(w, r)
-	if !ok {
-		return
-	}
 	txnID := pathVar(r, "txnId")
 	var req sendRequest
-	if !readJSON(w, r, c.cfg.MaxBodyBytes, &req) {
+	p, ok := c.roomRequest(w, r, &req)
+	if !ok {
 		return
 	}
 	if strings.TrimSpace(req.Body) == "" {

@@ -358,16 +358,7 @@ func TestSendsSurviveOutages(t *testing.T) {
 	cfg.ClientAPI.SendWait = time.Second
 	b := startBridge(t, cfg)
 	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
-	tenant := harness.UniqueName("tenant-")
-	provisionUser(t, b, tenant, "ada", "Ada")
-	provisionUser(t, b, tenant, "bob", "Bob")
-	base := "/tenants/" + tenant + "/events/meetup"
-	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
-	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
-	ada, bob := mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
-	eventually(t, 30*time.Second, "memberships", func() bool {
-		return call(t, b, bob, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
-	})
+	tenant, ada, bob := meetupWithAdaAndBob(t, b, b)
 	stream, _ := openStream(t, b, ada, "", "")
 
 	if err := hs.Pause(); err != nil {
@@ -436,17 +427,7 @@ func TestClientActions(t *testing.T) {
 	hs := harness.SharedSynapse(t)
 	b := startBridge(t, clientConfig(t, hs))
 	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
-	tenant := harness.UniqueName("tenant-")
-	provisionUser(t, b, tenant, "ada", "Ada")
-	provisionUser(t, b, tenant, "bob", "Bob")
-	base := "/tenants/" + tenant + "/events/meetup"
-	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
-	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
-	ada, bob := mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
-	eventually(t, 30*time.Second, "memberships", func() bool {
-		return call(t, b, bob, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200 &&
-			call(t, b, ada, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
-	})
+	_, ada, bob := meetupWithAdaAndBob(t, b, b)
 	bobStream, _ := openStream(t, b, bob, "", "")
 	adaStream, _ := openStream(t, b, ada, "", "")
 	room := "/rooms/events/meetup"
@@ -588,4 +569,24 @@ func TestTicketsCookiesAndCORS(t *testing.T) {
 	if _, code := openStream(t, b, "", "?ticket="+ticket.Ticket, ""); code != 401 {
 		t.Fatalf("expired ticket: %d", code)
 	}
+}
+
+// meetupWithAdaAndBob provisions (through a) a public event "meetup" of a
+// new tenant with Ada as host and Bob as attendee, and waits until
+// Synapse's pushes have made both members (as seen by b). It returns the
+// tenant and their JWTs.
+func meetupWithAdaAndBob(t *testing.T, a, b *bridge.Bridge) (tenant, ada, bob string) {
+	t.Helper()
+	tenant = harness.UniqueName("tenant-")
+	provisionUser(t, a, tenant, "ada", "Ada")
+	provisionUser(t, a, tenant, "bob", "Bob")
+	base := "/tenants/" + tenant + "/events/meetup"
+	provision(t, a, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
+	provision(t, a, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
+	ada, bob = mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
+	eventually(t, 30*time.Second, "memberships", func() bool {
+		return call(t, b, bob, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200 &&
+			call(t, b, ada, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
+	})
+	return tenant, ada, bob
 }

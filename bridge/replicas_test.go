@@ -31,16 +31,8 @@ func TestTwoReplicasOnPostgres(t *testing.T) {
 	b := startBridge(t, &cfgB)
 	eventually(t, 60*time.Second, "replica B to be ready", func() bool { return b.HS.Ready() })
 
-	tenant := harness.UniqueName("tenant-")
-	provisionUser(t, a, tenant, "ada", "Ada")
-	provisionUser(t, a, tenant, "bob", "Bob")
-	base := "/tenants/" + tenant + "/events/meetup"
-	provision(t, a, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
-	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
-	ada, bob := mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
-	eventually(t, 30*time.Second, "memberships", func() bool {
-		return call(t, b, ada, "GET", "/rooms/events/meetup/messages?limit=1", nil, nil) == 200
-	})
+	// Provisioned through A; the memberships are seen through B.
+	_, ada, bob := meetupWithAdaAndBob(t, a, b)
 
 	streamB, _ := openStream(t, b, ada, "", "")
 	call(t, a, bob, "PUT", "/rooms/events/meetup/send/r1", map[string]string{"body": "via replica A"}, nil)
