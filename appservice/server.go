@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -130,7 +131,7 @@ func bearerToken(r *http.Request) (string, bool) {
 
 func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	txnID := mux.Vars(r)["txnId"]
+	txnID := pathVar(r, "txnId")
 	log := s.log.With().Str("txn_id", txnID).Logger()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
@@ -190,7 +191,7 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
-	userID := id.UserID(mux.Vars(r)["userId"])
+	userID := id.UserID(pathVar(r, "userId"))
 	if userID != s.botID {
 		if _, _, err := s.namer.ParseGhost(userID); err != nil || s.Users == nil {
 			mautrix.MNotFound.WithMessage("No such user in the bridge namespace").Write(w)
@@ -211,7 +212,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getRoom(w http.ResponseWriter, r *http.Request) {
-	alias := id.RoomAlias(mux.Vars(r)["roomAlias"])
+	alias := id.RoomAlias(pathVar(r, "roomAlias"))
 	if _, _, _, err := s.namer.ParseAlias(alias); err != nil || s.Aliases == nil {
 		mautrix.MNotFound.WithMessage("No such room alias in the bridge namespace").Write(w)
 		return
@@ -250,4 +251,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// pathVar returns a decoded path variable. The bridge's router matches
+// escaped paths (so a "/" inside a slug cannot split it), and Synapse
+// escapes user IDs and aliases ("%40", "%23", "%3A").
+func pathVar(r *http.Request, name string) string {
+	raw := mux.Vars(r)[name]
+	if v, err := url.PathUnescape(raw); err == nil {
+		return v
+	}
+	return raw
 }

@@ -83,7 +83,8 @@ func newTestServer(t testing.TB) *testServer {
 	}
 	ts := &testServer{db: db, sink: &recordingSink{}, users: &recordingRegistrar{}}
 	s.Sink, s.Users = ts.sink, ts.users
-	r := mux.NewRouter()
+	// As in the bridge: the router matches escaped paths.
+	r := mux.NewRouter().UseEncodedPath()
 	s.Register(r)
 	ts.Server = httptest.NewServer(r)
 	t.Cleanup(func() { ts.Close(); _ = db.Close() })
@@ -261,6 +262,8 @@ func TestQueries(t *testing.T) {
 	}{
 		{"GET", "/_matrix/app/v1/users/@openmeet_acme_bob:test.local", 200, ""},
 		{"GET", "/_matrix/app/v1/users/@openmeetbot:test.local", 200, ""},
+		// Synapse escapes the ID (urllib.parse.quote).
+		{"GET", "/_matrix/app/v1/users/%40openmeet_acme_carol%3Atest.local", 200, ""},
 		{"GET", "/_matrix/app/v1/users/@someone:test.local", 404, "M_NOT_FOUND"},
 		{"GET", "/_matrix/app/v1/users/@openmeet_acme_bob:other.server", 404, "M_NOT_FOUND"},
 		{"GET", "/_matrix/app/v1/rooms/%23openmeet_acme_event_party:test.local", 404, "M_NOT_FOUND"},
@@ -278,7 +281,7 @@ func TestQueries(t *testing.T) {
 			t.Errorf("%s %s: %d %v, want %d %s", tt.method, tt.path, code, resp, tt.code, tt.errcode)
 		}
 	}
-	if fmt.Sprint(ts.users.users) != "[@openmeet_acme_bob:test.local @openmeetbot:test.local]" {
+	if fmt.Sprint(ts.users.users) != "[@openmeet_acme_bob:test.local @openmeetbot:test.local @openmeet_acme_carol:test.local]" {
 		t.Fatalf("registered %v", ts.users.users)
 	}
 	if code, resp := ts.do(t, "POST", "/_matrix/app/v1/ping", testHSToken, "{"); code != 400 || resp["errcode"] != "M_NOT_JSON" {

@@ -307,3 +307,35 @@ func TestPermanentErrorIsVisible(t *testing.T) {
 		t.Fatalf("GET does not show the error: %+v", p)
 	}
 }
+
+// TestRoomCreatedWhenAliasIsResolved: a portal without members has no room
+// until someone resolves its alias; Synapse asks the bridge, which creates
+// the room before answering, and the join goes through.
+func TestRoomCreatedWhenAliasIsResolved(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	b, _ := startOnSynapse(t, hs, t.TempDir())
+	tenant := harness.UniqueName("tenant-")
+	base := "/tenants/" + tenant + "/groups/hikers"
+	var p portalOut
+	if code := provision(t, b, "PUT", base, map[string]any{"name": "Hikers", "topic": "Up we go", "visibility": "public"}, &p); code != 200 || p.RoomID != "" {
+		t.Fatalf("PUT group: %d %+v", code, p)
+	}
+	alice := hs.NewUser(t, "alice")
+	roomID, err := alice.Join(context.Background(), p.Alias)
+	if err != nil {
+		t.Fatalf("joining %s: %v", p.Alias, err)
+	}
+	provision(t, b, "GET", base, nil, &p)
+	if p.RoomID != roomID {
+		t.Fatalf("portal room %q, joined %q", p.RoomID, roomID)
+	}
+	var topic struct{ Topic string }
+	if err := state(t, alice, roomID, "m.room.topic", &topic); err != nil || topic.Topic != "Up we go" {
+		t.Fatalf("topic %q %v", topic.Topic, err)
+	}
+	// An alias in the namespace that no portal has stays unknown, and a
+	// closed portal's alias is gone.
+	if _, err := alice.Join(context.Background(), "#openmeet_"+tenant+"_group_nothing:"+hs.ServerName); err == nil {
+		t.Fatal("joined an alias of no portal")
+	}
+}
