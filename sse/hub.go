@@ -47,6 +47,8 @@ type Hub struct {
 	fmt     *formatter
 	limiter *rateLimiter
 	parker  *parker
+	// started is closed once Run knows where the log ends.
+	started chan struct{}
 
 	mu       sync.Mutex
 	position int64
@@ -63,10 +65,14 @@ func NewHub(db *database.Database, cfg Config, log zerolog.Logger) *Hub {
 		wake:    make(chan struct{}, 1),
 		fmt:     newFormatter(db),
 		limiter: newRateLimiter(cfg.ConnectRate, cfg.ConnectBurst),
+		started: make(chan struct{}),
 		byRoom:  make(map[id.RoomID]map[*subscriber]struct{}),
 		byUser:  make(map[id.UserID]map[*subscriber]struct{}),
 	}
 }
+
+// Started is closed once Run is following the log.
+func (h *Hub) Started() <-chan struct{} { return h.started }
 
 // Wake tells the hub that the log has grown.
 func (h *Hub) Wake() {
@@ -105,6 +111,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			go h.heartbeats(ctx, p)
 		}
 	}
+	close(h.started)
 	for {
 		if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
 			h.log.Err(err).Msg("Failed to read event log")

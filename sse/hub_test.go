@@ -44,7 +44,7 @@ func newHubFixture(t *testing.T, cfg Config) *hubFixture {
 		hub.Serve(w, r, id.UserID(r.URL.Query().Get("user")))
 	}))
 	t.Cleanup(func() { srv.Close(); cancel(); _ = db.Close() })
-	time.Sleep(50 * time.Millisecond) // let Run read the starting position
+	<-hub.Started()
 	return &hubFixture{db: db, hub: hub, srv: srv}
 }
 
@@ -69,10 +69,25 @@ func bothModes(t *testing.T, fn func(t *testing.T, cfg Config)) {
 func (f *hubFixture) push(t *testing.T, events ...*database.LoggedEvent) {
 	t.Helper()
 	f.n++
-	if _, err := f.db.EventLog.AppendTransaction(context.Background(), fmt.Sprint(f.n), database.TxnDigest(events, nil), events); err != nil {
+	written, err := f.db.EventLog.AppendTransaction(context.Background(), fmt.Sprint(f.n), database.TxnDigest(events, nil), events)
+	if err != nil {
 		t.Fatal(err)
 	}
 	f.hub.Wake()
+	// Wait until the hub has handed the events out, so a stream opened
+	// next starts after them.
+	last := written[len(written)-1].Position
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		f.hub.mu.Lock()
+		pos := f.hub.position
+		f.hub.mu.Unlock()
+		if pos >= last {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub stuck at %d, want %d", pos, last)
+		}
+	}
 }
 
 var seq atomic.Int64
