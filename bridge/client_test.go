@@ -157,11 +157,12 @@ func TestClientChatThroughSynapse(t *testing.T) {
 	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, &br)
 	ada, bob := mintJWT(t, jwtSecret, tenant, "ada", time.Hour), mintJWT(t, jwtSecret, tenant, "bob", time.Hour)
 	eventually(t, 30*time.Second, "memberships to arrive", func() bool {
-		var rooms struct {
+		var rooms, bobs struct {
 			Rooms []map[string]any `json:"rooms"`
 		}
 		call(t, b, ada, "GET", "/rooms", nil, &rooms)
-		return len(rooms.Rooms) == 1 && rooms.Rooms[0]["slug"] == "meetup"
+		call(t, b, bob, "GET", "/rooms", nil, &bobs)
+		return len(rooms.Rooms) == 1 && rooms.Rooms[0]["slug"] == "meetup" && len(bobs.Rooms) == 1
 	})
 
 	stream, code := openStream(t, b, ada, "", "")
