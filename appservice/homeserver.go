@@ -65,6 +65,10 @@ func NewHomeserver(cfg *Config, hs *HomeserverConfig, log zerolog.Logger) (*Home
 	as.DefaultHTTPRetries = 2
 	counter := &requestCounter{next: http.DefaultTransport, counts: make(map[string]int)}
 	as.HTTPClient = &http.Client{Timeout: 60 * time.Second, Transport: counter}
+	// mautrix makes the bot's intent and client lazily, without a lock;
+	// make them now, before any other goroutine can ask for them.
+	as.BotClient()
+	as.BotIntent()
 	return &Homeserver{as: as, cfg: cfg, log: log, requests: counter}, nil
 }
 
