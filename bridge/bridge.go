@@ -207,6 +207,7 @@ func (b *Bridge) wire() error {
 		Status:      b.statusLines,
 	}, b.DB, b.HS, b.Portals, b.Outbox, botID, b.Log)
 	b.AS.Sink = &eventSink{commands: b.Commands, hub: b.Hub}
+	b.registerGauges()
 	b.Provisioning = api.NewProvisioning(b.Config.Provisioning.SharedSecret, b.Config.Provisioning.MaxBodyBytes, b.DB, b.Portals, b.Log)
 	return nil
 }
@@ -310,4 +311,30 @@ func (b *Bridge) statusLines(ctx context.Context) []string {
 		lines = append(lines, fmt.Sprintf("outbox: %d waiting", depth))
 	}
 	return lines
+}
+
+// registerGauges exposes the state operators watch: open streams and
+// messages waiting for Synapse.
+func (b *Bridge) registerGauges() {
+	b.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "openmeet_sse_connections",
+		Help: "Open event streams on this replica.",
+	}, func() float64 {
+		if b.Hub == nil {
+			return 0
+		}
+		return float64(b.Hub.Connections())
+	}))
+	b.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "openmeet_outbox_pending",
+		Help: "Messages accepted from the client API and not yet delivered to Synapse.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := b.DB.Outbox.Depth(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
 }
