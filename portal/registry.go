@@ -109,9 +109,6 @@ func (r *Registry) SyncGhost(ctx context.Context, tenant, slug string) error {
 	return r.wait(ctx, r.ghosts.request(ghostKey{tenant, slug}, true))
 }
 
-// RequestPortalSync asks for a sync without waiting.
-func (r *Registry) RequestPortalSync(key database.PortalKey) { r.portals.request(key, false) }
-
 func (r *Registry) wait(ctx context.Context, ch <-chan error) error {
 	timer := time.NewTimer(r.cfg.SyncWait)
 	defer timer.Stop()
