@@ -90,14 +90,10 @@ func (c *Client) putEdit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	txnID := pathVar(r, "txnId")
-	newContent := map[string]any{"msgtype": "m.text", "body": req.Body}
-	if req.FormattedBody != "" {
-		newContent["format"], newContent["formatted_body"] = "org.matrix.custom.html", req.FormattedBody
-	}
-	content := map[string]any{
-		"msgtype": "m.text", "body": "* " + req.Body, "m.new_content": newContent, sse.TxnIDKey: txnID,
-		"m.relates_to": map[string]any{"rel_type": "m.replace", "event_id": req.EventID},
-	}
+	content := textContent("* "+req.Body, "")
+	content["m.new_content"] = textContent(req.Body, req.FormattedBody)
+	content["m.relates_to"] = map[string]any{"rel_type": "m.replace", "event_id": req.EventID}
+	content[sse.TxnIDKey] = txnID
 	c.enqueue(w, r, p, txnID, event.EventMessage.Type, content)
 }
 
@@ -150,7 +146,7 @@ func (c *Client) putRedact(w http.ResponseWriter, r *http.Request) {
 	if target.Sender != who {
 		levels, err := c.portals.PowerLevels(r.Context(), p.RoomID)
 		if err != nil {
-			mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
+			c.homeserverError(w, err, "read power levels")
 			return
 		}
 		if levels.GetUserLevel(who) < levels.Redact() {
@@ -185,8 +181,7 @@ func (c *Client) putTyping(w http.ResponseWriter, r *http.Request) {
 	who := callerOf(r).userID
 	if c.typing.shouldSend(who, p.RoomID, req.Typing) {
 		if err := c.portals.Typing(r.Context(), who, p.RoomID, req.Typing, time.Duration(req.TimeoutMS)*time.Millisecond); err != nil {
-			c.log.Warn().Err(err).Msg("Failed to send typing")
-			mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
+			c.homeserverError(w, err, "send typing")
 			return
 		}
 	}
@@ -214,8 +209,7 @@ func (c *Client) postReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := c.portals.MarkRead(r.Context(), who, p.RoomID, id.EventID(req.EventID)); err != nil {
-		c.log.Warn().Err(err).Msg("Failed to send read marker")
-		mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
+		c.homeserverError(w, err, "send read marker")
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})

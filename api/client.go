@@ -179,6 +179,22 @@ func ticketFrom(r *http.Request) string {
 
 func callerOf(r *http.Request) *caller { return r.Context().Value(callerKey{}).(*caller) }
 
+// homeserverError answers 502 when Synapse failed a request made for the
+// caller.
+func (c *Client) homeserverError(w http.ResponseWriter, err error, what string) {
+	c.log.Warn().Err(err).Str("action", what).Msg("Homeserver request failed")
+	mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
+}
+
+// textContent is an m.text message, with an HTML body when one is given.
+func textContent(body, formatted string) map[string]any {
+	content := map[string]any{"msgtype": "m.text", "body": body}
+	if formatted != "" {
+		content["format"], content["formatted_body"] = "org.matrix.custom.html", formatted
+	}
+	return content
+}
+
 func (c *Client) internalError(w http.ResponseWriter, r *http.Request, err error) {
 	c.log.Err(err).Str("path", r.URL.Path).Msg("Client API request failed")
 	mautrix.MUnknown.WithMessage("Internal error").Write(w)
@@ -316,8 +332,7 @@ func (c *Client) getMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := c.portals.Messages(r.Context(), callerOf(r).userID, p.RoomID, r.URL.Query().Get("from"), limit)
 	if err != nil {
-		c.log.Warn().Err(err).Msg("Failed to read history from the homeserver")
-		mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)
+		c.homeserverError(w, err, "read history")
 		return
 	}
 	out := struct {
@@ -367,10 +382,8 @@ func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
 		errInvalid.WithMessage("body must not be empty").Write(w)
 		return
 	}
-	content := map[string]any{"msgtype": "m.text", "body": req.Body, sse.TxnIDKey: txnID}
-	if req.FormattedBody != "" {
-		content["format"], content["formatted_body"] = "org.matrix.custom.html", req.FormattedBody
-	}
+	content := textContent(req.Body, req.FormattedBody)
+	content[sse.TxnIDKey] = txnID
 	if req.ReplyTo != "" {
 		if !strings.HasPrefix(req.ReplyTo, "$") {
 			errInvalid.WithMessage("reply_to must be an event ID").Write(w)

@@ -83,13 +83,12 @@ func (p *Provisioning) Register(r *mux.Router) {
 
 func (p *Provisioning) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		const prefix = "bearer "
-		h := r.Header.Get("Authorization")
-		if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		token, ok := bearer(r)
+		if !ok {
 			mautrix.MMissingToken.WithMessage("Missing provisioning secret").Write(w)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(prefix):])), p.secret) != 1 {
+		if subtle.ConstantTimeCompare([]byte(token), p.secret) != 1 {
 			mautrix.MForbidden.WithMessage("Invalid provisioning secret").Write(w)
 			return
 		}

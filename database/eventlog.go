@@ -1,12 +1,14 @@
 package database
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -155,7 +157,7 @@ func (q *EventLogQuery) append(ctx context.Context, txnID string, now int64, eve
 		return nil, fmt.Errorf("failed to insert events: %w", err)
 	}
 	// RETURNING does not promise the order of the VALUES list.
-	sortByPosition(written)
+	slices.SortFunc(written, func(a, b *LoggedEvent) int { return cmp.Compare(a.Position, b.Position) })
 	if err = q.updateMembers(ctx, written); err != nil {
 		return nil, err
 	}
@@ -243,14 +245,6 @@ func scanLoggedEvent(row dbutil.Scannable) (*LoggedEvent, error) {
 	}
 	evt.Raw = []byte(raw)
 	return &evt, nil
-}
-
-func sortByPosition(events []*LoggedEvent) {
-	for i := 1; i < len(events); i++ {
-		for j := i; j > 0 && events[j].Position < events[j-1].Position; j-- {
-			events[j], events[j-1] = events[j-1], events[j]
-		}
-	}
 }
 
 const oldestPositionQuery = `SELECT COALESCE(MIN(stream_pos), 0) FROM event_log`

@@ -1,8 +1,10 @@
 package database
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"slices"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -101,7 +103,8 @@ func (q *OutboxQuery) Claim(ctx context.Context, limit int, claimFor time.Durati
 	now := time.Now()
 	rows, err := q.db.Query(ctx, query, now.UnixMilli(), now.Add(claimFor).UnixMilli(), limit)
 	entries, err := dbutil.NewRowIterWithError(rows, scanOutbox, err).AsList()
-	sortOutbox(entries)
+	// RETURNING does not promise an order; sends go oldest first.
+	slices.SortFunc(entries, func(a, b *OutboxEntry) int { return cmp.Compare(a.ID, b.ID) })
 	return entries, err
 }
 
@@ -167,12 +170,4 @@ func scanOutbox(row dbutil.Scannable) (*OutboxEntry, error) {
 	}
 	e.EventID = id.EventID(eventID.String)
 	return &e, nil
-}
-
-func sortOutbox(entries []*OutboxEntry) {
-	for i := 1; i < len(entries); i++ {
-		for j := i; j > 0 && entries[j].ID < entries[j-1].ID; j-- {
-			entries[j], entries[j-1] = entries[j-1], entries[j]
-		}
-	}
 }

@@ -50,23 +50,54 @@ type SenderInfo struct {
 // the same room and sender recur in every message of a conversation.
 type formatter struct {
 	db      *database.Database
-	mu      sync.Mutex
-	portals map[id.RoomID]cached[*PortalInfo]
-	senders map[[2]string]cached[*SenderInfo]
-}
-
-type cached[T any] struct {
-	value   T
-	expires time.Time
+	portals *ttlCache[id.RoomID, *PortalInfo]
+	senders *ttlCache[[2]string, *SenderInfo]
 }
 
 const cacheTTL = 10 * time.Second
 
 func newFormatter(db *database.Database) *formatter {
-	return &formatter{db: db, portals: make(map[id.RoomID]cached[*PortalInfo]), senders: make(map[[2]string]cached[*SenderInfo])}
+	return &formatter{db: db, portals: newTTLCache[id.RoomID, *PortalInfo](10000), senders: newTTLCache[[2]string, *SenderInfo](50000)}
 }
 
-// Enrich builds the payload of a logged event.
+// ttlCache keeps values for cacheTTL, and forgets everything when it holds
+// more than max entries (a crude bound that is enough here).
+type ttlCache[K comparable, V any] struct {
+	mu      sync.Mutex
+	max     int
+	entries map[K]cached[V]
+}
+
+type cached[V any] struct {
+	value   V
+	expires time.Time
+}
+
+func newTTLCache[K comparable, V any](max int) *ttlCache[K, V] {
+	return &ttlCache[K, V]{max: max, entries: make(map[K]cached[V])}
+}
+
+func (c *ttlCache[K, V]) get(key K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || time.Now().After(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.value, true
+}
+
+func (c *ttlCache[K, V]) put(key K, value V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) > c.max {
+		clear(c.entries)
+	}
+	c.entries[key] = cached[V]{value, time.Now().Add(cacheTTL)}
+}
+
+// payload builds the payload of a logged event.
 func (f *formatter) payload(ctx context.Context, evt *database.LoggedEvent) (*Payload, error) {
 	p := &Payload{StreamPos: evt.Position, RoomID: evt.RoomID, Event: evt.Raw}
 	var err error
@@ -108,38 +139,24 @@ func encodeFrame(pos int64, eventType string, data any) []byte {
 }
 
 func (f *formatter) portal(ctx context.Context, roomID id.RoomID) (*PortalInfo, error) {
-	f.mu.Lock()
-	c, ok := f.portals[roomID]
-	f.mu.Unlock()
-	if ok && time.Now().Before(c.expires) {
-		return c.value, nil
+	if info, ok := f.portals.get(roomID); ok {
+		return info, nil
 	}
 	row, err := f.db.Portals.GetByRoomID(ctx, roomID)
-	if err != nil {
+	if err != nil || row == nil {
+		// Not cached when missing: a new portal's first events arrive
+		// before its room ID is stored.
 		return nil, err
 	}
-	if row == nil {
-		// Not cached: a new portal's first events arrive before its room ID
-		// is stored.
-		return nil, nil
-	}
 	info := &PortalInfo{Tenant: row.Tenant, Kind: row.Kind, Slug: row.Slug, Name: row.Name}
-	f.mu.Lock()
-	if len(f.portals) > 10000 {
-		clear(f.portals)
-	}
-	f.portals[roomID] = cached[*PortalInfo]{info, time.Now().Add(cacheTTL)}
-	f.mu.Unlock()
+	f.portals.put(roomID, info)
 	return info, nil
 }
 
 func (f *formatter) sender(ctx context.Context, roomID id.RoomID, userID id.UserID) (*SenderInfo, error) {
 	key := [2]string{string(roomID), string(userID)}
-	f.mu.Lock()
-	c, ok := f.senders[key]
-	f.mu.Unlock()
-	if ok && time.Now().Before(c.expires) {
-		return c.value, nil
+	if info, ok := f.senders.get(key); ok {
+		return info, nil
 	}
 	info := &SenderInfo{UserID: userID}
 	ghost, err := f.db.Ghosts.GetByUserID(ctx, userID)
@@ -154,12 +171,7 @@ func (f *formatter) sender(ctx context.Context, roomID id.RoomID, userID id.User
 	if info.Displayname == "" {
 		info.Displayname = userID.Localpart()
 	}
-	f.mu.Lock()
-	if len(f.senders) > 50000 {
-		clear(f.senders)
-	}
-	f.senders[key] = cached[*SenderInfo]{info, time.Now().Add(cacheTTL)}
-	f.mu.Unlock()
+	f.senders.put(key, info)
 	return info, nil
 }
 
