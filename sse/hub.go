@@ -165,11 +165,13 @@ func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte) {
 			}
 		}
 	}
+	var batch readyBatch
 	for sub := range h.byRoom[evt.RoomID] {
-		if !sub.offer(frame) {
+		if !sub.offer(frame, &batch) {
 			h.dropLocked(sub, "too slow")
 		}
 	}
+	batch.flush()
 	if target != "" && membership != event.MembershipJoin {
 		for sub := range h.byUser[target] {
 			h.unfollow(sub, evt.RoomID)
@@ -183,11 +185,13 @@ func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte) {
 func (h *Hub) Ephemeral(roomID id.RoomID, frame []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	var batch readyBatch
 	for sub := range h.byRoom[roomID] {
-		if !sub.offer(frame) {
+		if !sub.offer(frame, &batch) {
 			h.dropLocked(sub, "too slow")
 		}
 	}
+	batch.flush()
 }
 
 func (h *Hub) follow(sub *subscriber, roomID id.RoomID) {

@@ -34,9 +34,10 @@ func newSubscriber(user id.UserID, buffer int, parked *parkedConn) *subscriber {
 }
 
 // offer queues a frame without blocking; false means the buffer is full.
-func (s *subscriber) offer(frame []byte) bool {
+// A parked connection that needs a writer joins batch.
+func (s *subscriber) offer(frame []byte, batch *readyBatch) bool {
 	if s.parked != nil {
-		return s.parked.offer(frame)
+		return s.parked.offer(frame, batch)
 	}
 	select {
 	case <-s.done:

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -20,10 +21,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +54,7 @@ var scenarios = map[string]scenario{
 }
 
 var (
+	goClient   bool
 	cpuProfile string
 	writers    int
 )
@@ -61,10 +66,16 @@ func main() {
 	client := flag.String("client", "", "internal: hold streams to this address")
 	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
 	users := flag.Int("users", 0, "internal: number of streams")
+	flag.BoolVar(&goClient, "goclient", false, "clients read with a goroutine per stream instead of epoll loops")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the message phase to this file")
 	flag.IntVar(&writers, "writers", 4, "stream writer goroutines (client_api.stream.writers)")
 	flag.Parse()
 	cpuProfile = *profile
+	// Every run is bounded in time, whatever goes wrong.
+	time.AfterFunc(10*time.Minute, func() {
+		fmt.Fprintln(os.Stderr, "ssefanout: gave up after 10 minutes")
+		os.Exit(2)
+	})
 	var err error
 	switch {
 	case *client != "":
@@ -155,7 +166,7 @@ func run(name string, sc scenario) error {
 	}
 	time.Sleep(500 * time.Millisecond)
 
-	clients := exec.Command(os.Args[0], "-client", l.Addr().String(), "-users", strconv.Itoa(sc.users))
+	clients := exec.Command(os.Args[0], "-client", l.Addr().String(), "-users", strconv.Itoa(sc.users), "-goclient="+strconv.FormatBool(goClient))
 	clients.Stderr = os.Stderr
 	out, _ := clients.StdoutPipe()
 	if err = clients.Start(); err != nil {
@@ -163,7 +174,7 @@ func run(name string, sc scenario) error {
 	}
 	defer func() { _ = clients.Process.Kill(); _ = clients.Wait() }()
 	lines := bufio.NewReader(out)
-	if line, err := lines.ReadString('\n'); err != nil || !strings.HasPrefix(line, "ready") {
+	if line, err := readLine(lines); err != nil || !strings.HasPrefix(line, "ready") {
 		return fmt.Errorf("clients failed: %q %v", line, err)
 	}
 	for deadline := time.Now().Add(time.Minute); hub.Connections() < sc.users; time.Sleep(50 * time.Millisecond) {
@@ -208,19 +219,45 @@ func run(name string, sc scenario) error {
 	elapsed := time.Since(start)
 	deliveries := sent * (sc.users / sc.rooms)
 	_ = clients.Process.Signal(syscall.SIGUSR1)
-	report, err := lines.ReadString('\n')
+	report, err := readLine(lines)
 	if err != nil {
 		return fmt.Errorf("no report from clients: %w", err)
 	}
-	floorPer, err := measureFloor(sc.users, deliveries)
+	// The streams are done with: free their descriptors for the floor's.
+	_ = clients.Process.Kill()
+	for deadline := time.Now().Add(30 * time.Second); hub.Connections() > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	floorPer, floorLatency, err := measureFloor(sc, deliveries)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s: %d users in %d rooms, %d messages in %s → %d deliveries\n", name, sc.users, sc.rooms, sent, elapsed.Round(time.Millisecond), deliveries)
 	fmt.Printf("  latency (txn sent → event read): %s", report)
+	fmt.Printf("  floor latency (plain writes, one loop per core, same clients): %s", floorLatency)
 	fmt.Printf("  server CPU: %.2fs = %.2f µs per delivery; floor (plain writes of the same bytes): %.2f µs; ratio %.2f\n",
 		cpu, cpu*1e6/float64(deliveries), floorPer, cpu*1e6/float64(deliveries)/floorPer)
 	return nil
+}
+
+// readLine reads a line from the clients' process, giving up after a
+// minute rather than waiting for ever on clients that went wrong.
+func readLine(r *bufio.Reader) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := r.ReadString('\n')
+		ch <- result{line, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.line, res.err
+	case <-time.After(time.Minute):
+		return "", errors.New("no answer from the clients in a minute")
+	}
 }
 
 func roomID(room int) id.RoomID { return id.RoomID(fmt.Sprintf("!room%d:load.local", room)) }
@@ -263,78 +300,140 @@ func (p *pusher) send(events []string) error {
 	return nil
 }
 
-// measureFloor writes a typical frame to n loopback connections, as many
-// times in all as there were deliveries (capped), and returns the CPU per
-// write.
-func measureFloor(n, writes int) (float64, error) {
+// floorFrame is a frame of the size the bridge sends, carrying a send time
+// like the scenario's messages (ts 0 for the CPU floor).
+func floorFrame(ts int64) []byte {
+	head := fmt.Sprintf("id: 123456\nevent: m.room.message\ndata: {\"ts\":%d,\"pad\":\"", ts)
+	return []byte(head + strings.Repeat("x", max(0, 600-len(head)-4)) + "\"}\n\n")
+}
+
+// measureFloor holds the same number of connections to the same kind of
+// clients and does what the bridge does with nothing of the bridge: first
+// the scenario's messages at its rate, each written to its room's members
+// by one plain loop per core (the latency floor), then a tight loop of as
+// many writes as there were deliveries (capped), for the CPU per write.
+func measureFloor(sc scenario, deliveries int) (float64, string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer l.Close()
-	clients := exec.Command(os.Args[0], "-client", l.Addr().String(), "-users", strconv.Itoa(n), "-floor")
+	n := sc.users
+	clients := exec.Command(os.Args[0], "-client", l.Addr().String(), "-users", strconv.Itoa(n), "-floor", "-goclient="+strconv.FormatBool(goClient))
+	clients.Stderr = os.Stderr
+	out, _ := clients.StdoutPipe()
 	if err := clients.Start(); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer func() { _ = clients.Process.Kill(); _ = clients.Wait() }()
+	lines := bufio.NewReader(out)
 	conns := make([]net.Conn, 0, n)
 	for range n {
 		c, err := l.Accept()
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		conns = append(conns, c)
 	}
-	frame := []byte(`id: 123456` + "\nevent: m.room.message\ndata: " + strings.Repeat("x", 560) + "\n\n")
-	writes = min(writes, 2_000_000)
+	if line, err := readLine(lines); err != nil || !strings.HasPrefix(line, "ready") {
+		return 0, "", fmt.Errorf("floor clients failed: %q %v", line, err)
+	}
+	_ = clients.Process.Signal(syscall.SIGUSR1) // forget the connection phase
+	if _, err := readLine(lines); err != nil {
+		return 0, "", err
+	}
+
+	members := make([][]net.Conn, sc.rooms)
+	for u, c := range conns {
+		members[u%sc.rooms] = append(members[u%sc.rooms], c)
+	}
+	loops := runtime.GOMAXPROCS(0)
+	total := int(sc.rate * sc.duration.Seconds())
+	interval := time.Duration(float64(time.Second) / sc.rate)
+	var failed atomic.Bool
+	tick := time.NewTicker(interval)
+	for k := range total {
+		frame := floorFrame(time.Now().UnixNano())
+		room := members[k%sc.rooms]
+		var wg sync.WaitGroup
+		for w := range min(loops, len(room)) {
+			wg.Go(func() {
+				for i := w; i < len(room); i += loops {
+					if _, err := room[i].Write(frame); err != nil {
+						failed.Store(true)
+					}
+				}
+			})
+		}
+		if k%100 == 99 {
+			wg.Wait() // bounded: never more than 100 messages in flight
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	time.Sleep(2 * time.Second)
+	if failed.Load() {
+		return 0, "", errors.New("floor write failed")
+	}
+	_ = clients.Process.Signal(syscall.SIGUSR1)
+	report, err := readLine(lines)
+	if err != nil {
+		return 0, "", err
+	}
+
+	frame := floorFrame(0)
+	writes := min(deliveries, 2_000_000)
 	cpu0 := cpuSeconds()
 	for i := range writes {
 		if _, err := conns[i%n].Write(frame); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 	}
-	return (cpuSeconds() - cpu0) * 1e6 / float64(writes), nil
+	return (cpuSeconds() - cpu0) * 1e6 / float64(writes), report, nil
 }
 
 // runClients holds the streams (or raw connections, for the floor), and on
-// SIGUSR1 prints latency percentiles of the events read.
+// each SIGUSR1 prints latency percentiles of the events read since the
+// last, and the clients' own CPU per event.
 func runClients(addr string, n int, floor bool) error {
-	lat := make(chan time.Duration, 1<<20)
+	lat := make(chan time.Duration, 1<<22)
+	if !goClient {
+		if err := epollClients(addr, n, floor, lat); err != nil {
+			return err
+		}
+	}
 	for u := range n {
+		if !goClient {
+			break
+		}
 		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			return err
 		}
-		if floor {
-			go func() {
-				buf := make([]byte, 64<<10)
-				for {
-					if _, err := conn.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-			continue
+		if !floor {
+			fmt.Fprintf(conn, "GET /events?user=%s HTTP/1.1\r\nHost: load\r\n\r\n", userID(u))
 		}
-		fmt.Fprintf(conn, "GET /events?user=%s HTTP/1.1\r\nHost: load\r\n\r\n", userID(u))
 		go readStream(conn, lat)
 	}
-	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)
 	signalNotify(sig)
-	<-sig
-	var all []time.Duration
-	for len(lat) > 0 {
-		all = append(all, <-lat)
+	fmt.Println("ready")
+	for {
+		cpu0 := cpuSeconds()
+		<-sig
+		cpu := cpuSeconds() - cpu0
+		var all []time.Duration
+		for len(lat) > 0 {
+			all = append(all, <-lat)
+		}
+		if len(all) == 0 {
+			fmt.Println("no events read")
+			continue
+		}
+		slices.Sort(all)
+		pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
+		fmt.Printf("%d read, p50 %s, p99 %s, max %s; clients' CPU %.2f µs per event read\n", len(all), pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond), cpu*1e6/float64(len(all)))
 	}
-	if len(all) == 0 {
-		fmt.Println("no events read")
-		return nil
-	}
-	slices.Sort(all)
-	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))] }
-	fmt.Printf("%d read, p50 %s, p99 %s, max %s\n", len(all), pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond))
-	return nil
 }
 
 // readStream reads frames and times each message. It finds the send time
@@ -360,7 +459,7 @@ func readStream(conn net.Conn, lat chan<- time.Duration) {
 		if end < 0 {
 			continue
 		}
-		if ts, err := strconv.ParseInt(string(rest[:end]), 10, 64); err == nil {
+		if ts, err := strconv.ParseInt(string(rest[:end]), 10, 64); err == nil && ts > 0 {
 			lat <- time.Duration(time.Now().UnixNano() - ts)
 		}
 	}

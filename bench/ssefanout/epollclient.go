@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The clients stand in for 10,000 browsers on other machines, but here they
+// share the 2 cores with the bridge: every microsecond they spend is taken
+// from the bridge and shows up as latency. So by default they are read the
+// cheap way: raw non-blocking sockets, one epoll loop per core, no
+// goroutine per stream. (-goclient keeps a goroutine per stream instead,
+// for comparison.)
+
+// epollClients opens n streams and times the messages read on them.
+func epollClients(addr string, n int, floor bool, lat chan<- time.Duration) error {
+	tcp, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return err
+	}
+	sa := &unix.SockaddrInet4{Port: tcp.Port}
+	copy(sa.Addr[:], tcp.IP.To4())
+	loops := max(1, runtime.NumCPU())
+	epfds := make([]int, loops)
+	for i := range epfds {
+		if epfds[i], err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+			return err
+		}
+	}
+	streams := make([]*rawStream, n)
+	for u := range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		if !floor {
+			req := "GET /events?user=" + userID(u) + " HTTP/1.1\r\nHost: load\r\n\r\n"
+			if _, err := unix.Write(fd, []byte(req)); err != nil {
+				return err
+			}
+		}
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return err
+		}
+		streams[u] = &rawStream{fd: fd}
+		evt := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(u)}
+		if err := unix.EpollCtl(epfds[u%loops], unix.EPOLL_CTL_ADD, fd, &evt); err != nil {
+			return err
+		}
+	}
+	for _, epfd := range epfds {
+		go epollLoop(epfd, streams, lat)
+	}
+	return nil
+}
+
+// rawStream is one connection and the part of a line not read yet.
+type rawStream struct {
+	fd    int
+	carry []byte
+}
+
+func epollLoop(epfd int, streams []*rawStream, lat chan<- time.Duration) {
+	runtime.LockOSThread()
+	events := make([]unix.EpollEvent, 512)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.EpollWait(epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for _, evt := range events[:n] {
+			s := streams[evt.Fd]
+			for {
+				got, err := unix.Read(s.fd, buf)
+				if got <= 0 || err != nil {
+					break
+				}
+				s.consume(buf[:got], time.Now().UnixNano(), lat)
+				if got < len(buf) {
+					break
+				}
+			}
+		}
+	}
+}
+
+var tsMarker = []byte(`"ts":`)
+
+// consume finds the send time in each complete data line, with a byte
+// search rather than a JSON decode.
+func (s *rawStream) consume(data []byte, now int64, lat chan<- time.Duration) {
+	if len(s.carry) > 0 {
+		data = append(s.carry, data...)
+		s.carry = s.carry[:0]
+	}
+	for {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			s.carry = append(s.carry, data...)
+			return
+		}
+		line := data[:nl]
+		data = data[nl+1:]
+		if !bytes.HasPrefix(line, []byte("data: ")) {
+			continue
+		}
+		i := bytes.Index(line, tsMarker)
+		if i < 0 {
+			continue
+		}
+		rest := line[i+len(tsMarker):]
+		end := bytes.IndexAny(rest, ",}")
+		if end < 0 {
+			continue
+		}
+		if ts, err := strconv.ParseInt(string(rest[:end]), 10, 64); err == nil && ts > 0 {
+			lat <- time.Duration(now - ts)
+		}
+	}
+}
