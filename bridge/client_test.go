@@ -482,6 +482,9 @@ func TestClientActions(t *testing.T) {
 	if evt.ID != "" {
 		t.Fatalf("typing carries a stream position: %+v", evt)
 	}
+	if users, _ := evt.Data["users"].([]any); len(users) != 1 || users[0].(map[string]any)["slug"] != "ada" || users[0].(map[string]any)["displayname"] == "" {
+		t.Fatalf("typing names %v, want ada", evt.Data["users"])
+	}
 	// Bob has unread messages from Ada (the first one and its edit) until
 	// his receipt.
 	unread := func() float64 {
@@ -497,7 +500,10 @@ func TestClientActions(t *testing.T) {
 	if code := call(t, b, bob, "POST", room+"/receipt", map[string]string{"event_id": adaMsg}, nil); code != 200 {
 		t.Fatalf("receipt: %d", code)
 	}
-	adaStream.waitFor(t, "bob's receipt", func(e streamEvent) bool { return e.Event == "m.receipt" })
+	evt = adaStream.waitFor(t, "bob's receipt", func(e streamEvent) bool { return e.Event == "m.receipt" })
+	if users, _ := evt.Data["users"].([]any); len(users) != 1 || users[0].(map[string]any)["slug"] != "bob" {
+		t.Fatalf("receipt names %v, want bob", evt.Data["users"])
+	}
 	if n := unread(); n != 1 {
 		t.Fatalf("bob's unread count after reading the first message %v, want 1 (the edit)", n)
 	}

@@ -271,14 +271,20 @@ func (h *Hub) closeAll() {
 }
 
 // PublishEphemeral sends a typing or receipt event to the room's streams,
-// shaped like a logged event but without a stream position.
+// shaped like a logged event but without a stream position, with the users
+// it is about named in users.
 func (h *Hub) PublishEphemeral(ctx context.Context, roomID id.RoomID, eventType string, raw []byte) {
 	portal, err := h.fmt.portal(ctx, roomID)
 	if err != nil {
 		h.log.Warn().Err(err).Msg("Failed to look up portal for ephemeral event")
 		return
 	}
-	h.Ephemeral(roomID, encodeFrame(0, eventType, &Payload{RoomID: roomID, Portal: portal, Event: raw}))
+	users, err := h.fmt.ephemeralUsers(ctx, roomID, eventType, raw)
+	if err != nil {
+		h.log.Warn().Err(err).Msg("Failed to name the users of an ephemeral event")
+		return
+	}
+	h.Ephemeral(roomID, encodeFrame(0, eventType, &Payload{RoomID: roomID, Portal: portal, Users: users, Event: raw}))
 }
 
 func (h *Hub) heartbeats(ctx context.Context, p *parker) {

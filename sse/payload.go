@@ -23,12 +23,14 @@ const TxnIDKey = "net.openmeet.txn_id"
 // Payload is the data of one stream event: the Matrix event plus what a
 // page needs to render it without another lookup.
 type Payload struct {
-	StreamPos int64           `json:"stream_pos,omitempty"`
-	RoomID    id.RoomID       `json:"room_id"`
-	Portal    *PortalInfo     `json:"portal,omitempty"`
-	Sender    *SenderInfo     `json:"sender,omitempty"`
-	TxnID     string          `json:"txn_id,omitempty"`
-	Event     json.RawMessage `json:"event"`
+	StreamPos int64       `json:"stream_pos,omitempty"`
+	RoomID    id.RoomID   `json:"room_id"`
+	Portal    *PortalInfo `json:"portal,omitempty"`
+	Sender    *SenderInfo `json:"sender,omitempty"`
+	TxnID     string      `json:"txn_id,omitempty"`
+	// Users names who a typing notice or a receipt is about.
+	Users []*SenderInfo   `json:"users,omitempty"`
+	Event json.RawMessage `json:"event"`
 }
 
 // PortalInfo names the OpenMeet event or group of a room.
@@ -186,4 +188,40 @@ func membershipOf(evt *database.LoggedEvent) event.Membership {
 // Synapse) exactly like a stream event.
 func (h *Hub) Payload(ctx context.Context, evt *database.LoggedEvent) (*Payload, error) {
 	return h.fmt.payload(ctx, evt)
+}
+
+// ephemeralUsers names the users of a typing notice (who types) or a
+// receipt (who read), as senders are named.
+func (f *formatter) ephemeralUsers(ctx context.Context, roomID id.RoomID, eventType string, raw []byte) ([]*SenderInfo, error) {
+	var userIDs []id.UserID
+	switch eventType {
+	case event.EphemeralEventTyping.Type:
+		for _, u := range gjson.GetBytes(raw, "content.user_ids").Array() {
+			userIDs = append(userIDs, id.UserID(u.String()))
+		}
+	case event.EphemeralEventReceipt.Type:
+		seen := make(map[id.UserID]bool)
+		gjson.GetBytes(raw, "content").ForEach(func(_, byType gjson.Result) bool {
+			byType.ForEach(func(_, byUser gjson.Result) bool {
+				byUser.ForEach(func(user, _ gjson.Result) bool {
+					if u := id.UserID(user.String()); !seen[u] {
+						seen[u] = true
+						userIDs = append(userIDs, u)
+					}
+					return true
+				})
+				return true
+			})
+			return true
+		})
+	}
+	users := make([]*SenderInfo, 0, len(userIDs))
+	for _, u := range userIDs {
+		info, err := f.sender(ctx, roomID, u)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, info)
+	}
+	return users, nil
 }

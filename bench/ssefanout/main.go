@@ -45,12 +45,18 @@ type scenario struct {
 	users, rooms int     // users are spread evenly over rooms
 	rate         float64 // messages per second, in total
 	duration     time.Duration
+	// perTxn is how many messages share a transaction (default: one
+	// transaction every 10 ms).
+	perTxn int
 }
 
 var scenarios = map[string]scenario{
 	"room1k":  {users: 1000, rooms: 1, rate: 10, duration: 20 * time.Second},
 	"room10k": {users: 10000, rooms: 1, rate: 2, duration: 20 * time.Second},
 	"many":    {users: 8000, rooms: 8000, rate: 1000, duration: 10 * time.Second},
+	// Transactions of 10 messages: several frames wait for each stream and
+	// leave in one write.
+	"burst1k": {users: 1000, rooms: 1, rate: 100, duration: 20 * time.Second, perTxn: 10},
 }
 
 var (
@@ -62,7 +68,7 @@ var (
 const hsToken = "load-hs-token-0123456789abcdef0123456789"
 
 func main() {
-	name := flag.String("scenario", "room1k", "room1k, room10k or many")
+	name := flag.String("scenario", "room1k", "room1k, room10k, many or burst1k")
 	client := flag.String("client", "", "internal: hold streams to this address")
 	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
 	users := flag.Int("users", 0, "internal: number of streams")
@@ -186,6 +192,9 @@ func run(name string, sc scenario) error {
 	// Messages at the scenario's rate, a transaction at a time as Synapse
 	// sends them; each carries its send time.
 	perTxn := max(1, int(sc.rate/100))
+	if sc.perTxn > 0 {
+		perTxn = sc.perTxn
+	}
 	interval := time.Duration(float64(time.Second) * float64(perTxn) / sc.rate)
 	total := int(sc.rate * sc.duration.Seconds())
 	if cpuProfile != "" {
@@ -348,28 +357,33 @@ func measureFloor(sc scenario, deliveries int) (float64, string, error) {
 		members[u%sc.rooms] = append(members[u%sc.rooms], c)
 	}
 	loops := runtime.GOMAXPROCS(0)
-	total := int(sc.rate * sc.duration.Seconds())
-	interval := time.Duration(float64(time.Second) / sc.rate)
-	var failed atomic.Bool
-	tick := time.NewTicker(interval)
-	for k := range total {
-		frame := floorFrame(time.Now().UnixNano())
-		room := members[k%sc.rooms]
-		var wg sync.WaitGroup
-		for w := range min(loops, len(room)) {
-			wg.Go(func() {
-				for i := w; i < len(room); i += loops {
-					if _, err := room[i].Write(frame); err != nil {
-						failed.Store(true)
-					}
-				}
-			})
-		}
-		if k%100 == 99 {
-			wg.Wait() // bounded: never more than 100 messages in flight
-		}
-		<-tick.C
+	perTxn := max(1, int(sc.rate/100))
+	if sc.perTxn > 0 {
+		perTxn = sc.perTxn
 	}
+	total := int(sc.rate * sc.duration.Seconds())
+	interval := time.Duration(float64(time.Second) * float64(perTxn) / sc.rate)
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	tick := time.NewTicker(interval)
+	for k := 0; k < total; <-tick.C {
+		// The messages of a transaction, each written on its own.
+		for range perTxn {
+			frame := floorFrame(time.Now().UnixNano())
+			room := members[k%sc.rooms]
+			k++
+			for w := range min(loops, len(room)) {
+				wg.Go(func() {
+					for i := w; i < len(room); i += loops {
+						if _, err := room[i].Write(frame); err != nil {
+							failed.Store(true)
+						}
+					}
+				})
+			}
+		}
+	}
+	wg.Wait()
 	tick.Stop()
 	time.Sleep(2 * time.Second)
 	if failed.Load() {

@@ -44,6 +44,13 @@ test("two users chat, one drops offline and catches up", { timeout: 120000 }, as
     await ada.page.locator("#messages li.pending").waitFor({ state: "detached" });
     assert.equal(await messages(ada.page, "hello bob").count(), 1);
 
+    // Ada typing shows her name on Bob's page, and sending clears it.
+    await ada.page.fill("#text", "are you there");
+    await bob.page.locator("#typing", { hasText: "Ada Lovelace is typing" }).waitFor();
+    await ada.page.press("#text", "Enter");
+    await messages(bob.page, "are you there").waitFor();
+    await bob.page.waitForFunction(() => document.getElementById("typing").textContent === "");
+
     // Bob's network drops: offline, and his open stream is cut. Ada keeps
     // talking; Bob comes back and sees it all, once, without a reload.
     await bob.context.setOffline(true);

@@ -168,9 +168,10 @@ async function edit(li) {
 
 function showTyping(p) {
   if (!state.current || p.room_id !== state.current.room_id) return;
-  const ids = (p.event.content && p.event.content.user_ids) || [];
-  const others = ids.filter((u) => u !== state.me);
-  $("typing").textContent = others.length ? others.length + " typing…" : "";
+  const names = (p.users || []).filter((u) => u.user_id !== state.me).map((u) => u.displayname);
+  $("typing").textContent = names.length === 0 ? ""
+    : names.length <= 3 ? names.join(", ") + (names.length === 1 ? " is" : " are") + " typing…"
+    : names.length + " people are typing…";
 }
 
 // connect opens the stream with a fresh ticket, resuming after the last
