@@ -22,6 +22,17 @@ func testParker(t *testing.T) *parker {
 	return p
 }
 
+// parkedTestConn parks conn as a stream of its own.
+func parkedTestConn(t *testing.T, p *parker, conn net.Conn) *parkedConn {
+	t.Helper()
+	pc := p.newConn(16)
+	newSubscriber("@a:test", 16, pc)
+	if err := p.park(pc, conn); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Helper()
@@ -72,11 +83,7 @@ func readsNothing(t *testing.T, c net.Conn) {
 func TestParkedWritesNeverReachAReusedDescriptor(t *testing.T) {
 	p := testParker(t)
 	a, aPeer := tcpPair(t)
-	pc := p.newConn(16)
-	newSubscriber("@a:test", 16, pc)
-	if err := p.park(pc, a); err != nil {
-		t.Fatal(err)
-	}
+	pc := parkedTestConn(t, p, a)
 	oldFD := fdOf(t, a)
 	if !pc.offer([]byte("data: for a\n\n"), nil) {
 		t.Fatal("offer refused")
@@ -100,11 +107,7 @@ func TestParkedWritesNeverReachAReusedDescriptor(t *testing.T) {
 func TestParkedCloseDuringWriteDefersToWriter(t *testing.T) {
 	p := testParker(t)
 	a, aPeer := tcpPair(t)
-	pc := p.newConn(16)
-	newSubscriber("@a:test", 16, pc)
-	if err := p.park(pc, a); err != nil {
-		t.Fatal(err)
-	}
+	pc := parkedTestConn(t, p, a)
 	pc.offer([]byte("last\n"), nil)
 	bufs, fd, ok := pc.beginWrite()
 	if !ok {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -98,10 +97,8 @@ func epollLoop(epfd int, streams []*rawStream, lat chan<- time.Duration) {
 	}
 }
 
-var tsMarker = []byte(`"ts":`)
-
-// consume finds the send time in each complete data line, with a byte
-// search rather than a JSON decode.
+// consume times each complete data line; a line split across reads waits
+// in carry for its end.
 func (s *rawStream) consume(data []byte, now int64, lat chan<- time.Duration) {
 	if len(s.carry) > 0 {
 		data = append(s.carry, data...)
@@ -113,22 +110,9 @@ func (s *rawStream) consume(data []byte, now int64, lat chan<- time.Duration) {
 			s.carry = append(s.carry, data...)
 			return
 		}
-		line := data[:nl]
-		data = data[nl+1:]
-		if !bytes.HasPrefix(line, []byte("data: ")) {
-			continue
-		}
-		i := bytes.Index(line, tsMarker)
-		if i < 0 {
-			continue
-		}
-		rest := line[i+len(tsMarker):]
-		end := bytes.IndexAny(rest, ",}")
-		if end < 0 {
-			continue
-		}
-		if ts, err := strconv.ParseInt(string(rest[:end]), 10, 64); err == nil && ts > 0 {
+		if ts, ok := sendTime(data[:nl+1]); ok {
 			lat <- time.Duration(now - ts)
 		}
+		data = data[nl+1:]
 	}
 }

@@ -455,26 +455,34 @@ func runClients(addr string, n int, floor bool) error {
 // shares the machine with the bridge and should cost as little as it can.
 func readStream(conn net.Conn, lat chan<- time.Duration) {
 	r := bufio.NewReaderSize(conn, 16<<10)
-	marker := []byte(`"ts":`)
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil {
 			return
 		}
-		if !bytes.HasPrefix(line, []byte("data: ")) {
-			continue
-		}
-		i := bytes.Index(line, marker)
-		if i < 0 {
-			continue
-		}
-		rest := line[i+len(marker):]
-		end := bytes.IndexAny(rest, ",}")
-		if end < 0 {
-			continue
-		}
-		if ts, err := strconv.ParseInt(string(rest[:end]), 10, 64); err == nil && ts > 0 {
+		if ts, ok := sendTime(line); ok {
 			lat <- time.Duration(time.Now().UnixNano() - ts)
 		}
 	}
+}
+
+var tsMarker = []byte(`"ts":`)
+
+// sendTime finds the send time in a data line with a byte search rather
+// than a JSON decode; false for any other line.
+func sendTime(line []byte) (int64, bool) {
+	if !bytes.HasPrefix(line, []byte("data: ")) {
+		return 0, false
+	}
+	i := bytes.Index(line, tsMarker)
+	if i < 0 {
+		return 0, false
+	}
+	rest := line[i+len(tsMarker):]
+	end := bytes.IndexAny(rest, ",}")
+	if end < 0 {
+		return 0, false
+	}
+	ts, err := strconv.ParseInt(string(rest[:end]), 10, 64)
+	return ts, err == nil && ts > 0
 }
