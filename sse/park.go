@@ -184,7 +184,7 @@ func (p *parker) scheduleAll(conns []*parkedConn) {
 }
 
 // writer sends what parked connections have queued: several frames leave
-// in one write (writev).
+// in one sendmsg.
 func (p *parker) writer() {
 	for batch := range p.ready {
 		for _, pc := range batch {

@@ -1,8 +1,11 @@
 package sse
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -126,11 +129,10 @@ func TestParkedCloseDuringWriteDefersToWriter(t *testing.T) {
 	}
 }
 
-// Several frames waiting for one connection leave in one sendmsg, and a
-// partial send keeps the rest, in order.
+// Several frames waiting for one connection leave in one sendmsg.
 func TestWriteNowSendsQueuedFramesTogether(t *testing.T) {
 	a, aPeer := tcpPair(t)
-	frames := [][]byte{[]byte("one\n"), []byte("two\n"), []byte("three\n")}
+	frames := [][]byte{[]byte("one\n"), {}, []byte("two\n"), []byte("three\n")}
 	rest, err := writeNow(fdOf(t, a), frames)
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("writeNow: rest %q, err %v", rest, err)
@@ -139,5 +141,63 @@ func TestWriteNowSendsQueuedFramesTogether(t *testing.T) {
 	_ = aPeer.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := io.ReadFull(aPeer, got); err != nil || string(got) != "one\ntwo\nthree\n" {
 		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// What the socket does not take now — a full send buffer, or more frames
+// than one sendmsg carries — comes back as the rest, and sending the rest
+// later delivers every byte once, in order.
+func TestWriteNowKeepsWhatTheSocketDidNotTake(t *testing.T) {
+	a, aPeer := tcpPair(t)
+	fd := fdOf(t, a)
+	var frames [][]byte
+	var want bytes.Buffer
+	for i := range 3 * maxIovecs {
+		frame := fmt.Appendf(nil, "frame %d %s\n", i, strings.Repeat("x", i%700))
+		frames = append(frames, frame)
+		want.Write(frame)
+	}
+	rest, err := writeNow(fd, frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) == 0 {
+		t.Fatal("a peer that reads nothing took everything; nothing was left to check")
+	}
+	// The peer starts reading; the writer keeps sending what is left, as
+	// its retries would.
+	got := make(chan []byte)
+	go func() {
+		_ = aPeer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(io.LimitReader(aPeer, int64(want.Len())))
+		got <- b
+	}()
+	for deadline := time.Now().Add(10 * time.Second); len(rest) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes never sent", len(rest))
+		}
+		if rest, err = writeNow(fd, [][]byte{rest}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("peer read %d bytes, want %d, or out of order", len(b), want.Len())
+	}
+}
+
+// A send on a connection the peer has reset is an error, not a rest.
+func TestWriteNowReportsABrokenConnection(t *testing.T) {
+	a, aPeer := tcpPair(t)
+	_ = aPeer.(*net.TCPConn).SetLinger(0) // close with a reset
+	_ = aPeer.Close()
+	time.Sleep(50 * time.Millisecond)
+	var err error
+	for range 3 { // the first send may still be taken before the reset is seen
+		if _, err = writeNow(fdOf(t, a), [][]byte{[]byte("data: x\n\n")}); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Fatal("sending to a reset connection succeeded")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -191,29 +192,34 @@ func (h *Hub) Payload(ctx context.Context, evt *database.LoggedEvent) (*Payload,
 }
 
 // ephemeralUsers names the users of a typing notice (who types) or a
-// receipt (who read), as senders are named.
+// receipt (who read), as senders are named. Content that is not shaped as
+// the spec says names nobody.
 func (f *formatter) ephemeralUsers(ctx context.Context, roomID id.RoomID, eventType string, raw []byte) ([]*SenderInfo, error) {
 	var userIDs []id.UserID
+	seen := make(map[id.UserID]bool)
+	add := func(u string) {
+		if strings.HasPrefix(u, "@") && !seen[id.UserID(u)] {
+			seen[id.UserID(u)] = true
+			userIDs = append(userIDs, id.UserID(u))
+		}
+	}
+	content := gjson.GetBytes(raw, "content")
 	switch eventType {
 	case event.EphemeralEventTyping.Type:
-		for _, u := range gjson.GetBytes(raw, "content.user_ids").Array() {
-			userIDs = append(userIDs, id.UserID(u.String()))
+		if ids := content.Get("user_ids"); ids.IsArray() {
+			for _, u := range ids.Array() {
+				add(u.Str)
+			}
 		}
 	case event.EphemeralEventReceipt.Type:
-		seen := make(map[id.UserID]bool)
-		gjson.GetBytes(raw, "content").ForEach(func(_, byType gjson.Result) bool {
-			byType.ForEach(func(_, byUser gjson.Result) bool {
-				byUser.ForEach(func(user, _ gjson.Result) bool {
-					if u := id.UserID(user.String()); !seen[u] {
-						seen[u] = true
-						userIDs = append(userIDs, u)
-					}
-					return true
-				})
-				return true
-			})
-			return true
-		})
+		// {event ID: {receipt type: {user ID: receipt}}}
+		for _, byType := range objectValues(content) {
+			for _, byUser := range objectValues(byType) {
+				for _, user := range objectKeys(byUser) {
+					add(user)
+				}
+			}
+		}
 	}
 	users := make([]*SenderInfo, 0, len(userIDs))
 	for _, u := range userIDs {
@@ -224,4 +230,30 @@ func (f *formatter) ephemeralUsers(ctx context.Context, roomID id.RoomID, eventT
 		users = append(users, info)
 	}
 	return users, nil
+}
+
+// objectValues is the values of a JSON object; nothing for anything else.
+func objectValues(r gjson.Result) []gjson.Result {
+	if !r.IsObject() {
+		return nil
+	}
+	var values []gjson.Result
+	r.ForEach(func(_, v gjson.Result) bool {
+		values = append(values, v)
+		return true
+	})
+	return values
+}
+
+// objectKeys is the keys of a JSON object; nothing for anything else.
+func objectKeys(r gjson.Result) []string {
+	if !r.IsObject() {
+		return nil
+	}
+	var keys []string
+	r.ForEach(func(k, _ gjson.Result) bool {
+		keys = append(keys, k.Str)
+		return true
+	})
+	return keys
 }

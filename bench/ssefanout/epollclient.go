@@ -18,7 +18,8 @@ import (
 // goroutine per stream. (-goclient keeps a goroutine per stream instead,
 // for comparison.)
 
-// epollClients opens n streams and times the messages read on them.
+// epollClients opens n streams (for the floor: plain connections) and
+// times the messages read on them.
 func epollClients(addr string, n int, floor bool, lat chan<- time.Duration) error {
 	tcp, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
