@@ -1,16 +1,68 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, vet, and the whole test suite with
-# the race detector, including the tests against a real PostgreSQL and a real
-# Synapse (see scripts/install-synapse.sh). With CI=true a missing PostgreSQL
-# or Synapse fails the run instead of skipping those tests.
+# Runs every check and test:
+#   1. gofmt, `go mod tidy -diff` and `go vet`;
+#   2. the whole test suite with the race detector on the newest pinned
+#      Synapse (internal/harness/synapse-versions);
+#   3. the packages whose tests start a Synapse again, on the oldest pinned
+#      Synapse.
+# With SYNAPSE_VERSION set, step 2 uses that release and step 3 is skipped.
+# Extra arguments go to `go test` (e.g. -run TestX). The tests need a real
+# PostgreSQL and the Synapse venvs of scripts/install-synapse.sh; with
+# CI=true a missing one fails the run instead of skipping those tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. internal/harness/synapse-versions
 
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+step() { printf '\n=== %s\n' "$*"; }
+
+# go_files lists the Go files git tracks or would track, as they are now.
+go_files() {
+    git ls-files --cached --others --exclude-standard --deduplicate "${1:-*.go}" |
+        while IFS= read -r f; do if [ -e "$f" ]; then printf '%s\n' "$f"; fi; done
+}
+
+step "gofmt"
+unformatted=$(go_files | xargs -r gofmt -l)
 if [ -n "$unformatted" ]; then
     echo "gofmt wants to change:" >&2
     echo "$unformatted" >&2
     exit 1
 fi
+
+step "go mod tidy -diff"
+if ! tidy_diff=$(go mod tidy -diff); then
+    echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result. It would change:" >&2
+    printf '%s\n' "$tidy_diff" >&2
+    exit 1
+fi
+
+step "go vet"
 go vet ./...
-go test -race -count=1 -timeout 40m "$@" ./...
+
+# synapse_packages lists the packages whose tests start a real Synapse.
+synapse_packages() {
+    go_files '*_test.go' | xargs -r grep -lE '\b(SharedSynapse|StartSynapse)\(' |
+        xargs -r -n1 dirname | sort -u | sed 's|^|./|; s|$|/|'
+}
+
+# run_pass VERSION LABEL PACKAGES... runs go test with SYNAPSE_VERSION=VERSION.
+run_pass() {
+    local version="$1" label="$2" start=$SECONDS
+    shift 2
+    step "go test -race, $label, on Synapse $version: $*"
+    SYNAPSE_VERSION="$version" go test -race -count=1 -timeout 40m "${test_args[@]}" "$@"
+    echo "=== Synapse $version pass took $((SECONDS - start)) s"
+}
+
+test_args=("$@")
+if [ -n "${SYNAPSE_VERSION:-}" ]; then
+    run_pass "$SYNAPSE_VERSION" "every package" ./...
+    exit 0
+fi
+run_pass "$SYNAPSE_NEWEST" "every package (newest pinned Synapse)" ./...
+mapfile -t packages < <(synapse_packages)
+if [ "${#packages[@]}" -eq 0 ]; then
+    echo "found no tests that start a Synapse" >&2
+    exit 1
+fi
+run_pass "$SYNAPSE_OLDEST" "the Synapse-backed packages (oldest pinned Synapse)" "${packages[@]}"

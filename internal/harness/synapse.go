@@ -2,7 +2,7 @@ package harness
 
 import (
 	"bytes"
-
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,23 +16,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 )
-
-// SynapseVersion is the pinned homeserver version the tests run against.
-const SynapseVersion = "1.157.0"
-
-// SynapseVenv is the virtualenv holding Synapse: $OPENMEET_SYNAPSE_VENV, or
-// a cache directory. scripts/install-synapse.sh creates it.
-func SynapseVenv() string {
-	if v := os.Getenv("OPENMEET_SYNAPSE_VENV"); v != "" {
-		return v
-	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "openmeet-bridge", "synapse-"+SynapseVersion)
-}
 
 // AppserviceInfo is the registration the harness gives Synapse, and so what
 // the bridge under test must use.
@@ -56,24 +39,29 @@ type SynapseOptions struct {
 
 // Synapse is a running homeserver.
 type Synapse struct {
-	URL              string
-	ServerName       string
+	URL        string
+	ServerName string
+	// Version is the release that answered, as Synapse reports it.
+	Version          string
 	AS               AppserviceInfo
 	RegistrationPath string
 	Dir              string
 
 	sharedSecret string
+	python       string
 	cmd          *exec.Cmd
 	exited       chan struct{}
 	client       *http.Client
 }
 
 // StartSynapse generates a config and an appservice registration in a
-// temporary directory, starts Synapse and waits until it is healthy.
+// temporary directory, starts SynapseVersion() and waits until it is
+// healthy. It fails when the release that answers is not the one asked for.
 func StartSynapse(opts SynapseOptions) (*Synapse, error) {
-	python := filepath.Join(SynapseVenv(), "bin", "python")
-	if _, err := os.Stat(python); err != nil {
-		return nil, fmt.Errorf("no Synapse virtualenv at %s (run scripts/install-synapse.sh): %w", SynapseVenv(), err)
+	version := SynapseVersion()
+	python, err := checkSynapseVenv(version)
+	if err != nil {
+		return nil, err
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "localhost"
@@ -92,7 +80,7 @@ func StartSynapse(opts SynapseOptions) (*Synapse, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Synapse{Dir: dir, ServerName: opts.ServerName, sharedSecret: randomHex(32),
+	s := &Synapse{Dir: dir, ServerName: opts.ServerName, sharedSecret: randomHex(32), python: python,
 		client: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	if err := s.writeFiles(python, opts); err != nil {
 		_ = os.RemoveAll(dir)
@@ -102,7 +90,29 @@ func StartSynapse(opts SynapseOptions) (*Synapse, error) {
 		_ = s.Stop()
 		return nil, err
 	}
+	if err := s.checkVersion(version); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
 	return s, nil
+}
+
+// checkVersion asks the running server for its release, so that a test
+// run can never silently use another Synapse than the one it names.
+func (s *Synapse) checkVersion(want string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var v struct {
+		ServerVersion string `json:"server_version"`
+	}
+	if err := s.do(ctx, http.MethodGet, "/_synapse/admin/v1/server_version", "", nil, &v); err != nil {
+		return fmt.Errorf("failed to ask Synapse for its version: %w", err)
+	}
+	if v.ServerVersion != want {
+		return fmt.Errorf("synapse reports version %q, want %s", v.ServerVersion, want)
+	}
+	s.Version = v.ServerVersion
+	return nil
 }
 
 func (s *Synapse) writeFiles(python string, opts SynapseOptions) error {
@@ -284,6 +294,7 @@ func SharedSynapse(tb testing.TB) *Synapse {
 		sharedHS, sharedHSErr = StartSynapse(SynapseOptions{})
 		if sharedHSErr == nil {
 			atStop(sharedHS.Stop)
+			tb.Logf("Synapse %s at %s", sharedHS.Version, sharedHS.URL)
 		}
 	})
 	if sharedHSErr != nil {
@@ -312,5 +323,5 @@ func (s *Synapse) Pause() error {
 
 // Resume starts a paused Synapse again on the same port and data.
 func (s *Synapse) Resume() error {
-	return s.start(filepath.Join(SynapseVenv(), "bin", "python"))
+	return s.start(s.python)
 }

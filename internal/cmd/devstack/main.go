@@ -43,7 +43,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dataDir)
-	fmt.Println("Starting Synapse…")
+	fmt.Printf("Starting Synapse %s…\n", harness.SynapseVersion())
 	hs, err := harness.StartSynapse(harness.SynapseOptions{Port: *hsPort})
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func run() error {
 		return err
 	}
 	fmt.Printf(`
-Synapse:            %s  (server name %q)
+Synapse %s:    %s  (server name %q)
 Bridge:             %s  (ready: %s/_matrix/mau/ready)
 Matrix test user:   %s  password %q (log in with any Matrix client;
                     join #openmeet_demo_event_welcome:%s)
@@ -94,7 +94,7 @@ Provisioning API:   %s/_openmeet/provision/v1/  Authorization: Bearer %s
 Demo page, signed in as Ada:  %s
 Demo page, signed in as Bob:  %s
 Ctrl-C stops everything.
-`, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, userID, password, hs.ServerName, hs.AS.URL, cfg.Provisioning.SharedSecret, links[0], links[1])
+`, hs.Version, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, userID, password, hs.ServerName, hs.AS.URL, cfg.Provisioning.SharedSecret, links[0], links[1])
 	<-ctx.Done()
 	fmt.Println("Stopping…")
 	return nil
