@@ -70,6 +70,46 @@ func writeConfig(t *testing.T, dir string, port int) (configPath, regPath string
 	return configPath, regPath
 }
 
+// -g warns on stderr when it writes tokens into a file git tracks, as the
+// example registration.yaml at the top of the repository is, and not when
+// it writes into an ignored data/ directory as the README says.
+func TestGenerateWarnsAboutTrackedRegistration(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"init", "--quiet"},
+		{"add", "--", "registration.yaml", ".gitignore"},
+	} {
+		if args[0] == "add" {
+			_ = os.WriteFile(filepath.Join(dir, "registration.yaml"), []byte("# example\n"), 0o644)
+			_ = os.WriteFile(filepath.Join(dir, ".gitignore"), []byte("/data/\n"), 0o644)
+		}
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	config := filepath.Join(dir, "data", "config.yaml")
+	tracked := filepath.Join(dir, "registration.yaml")
+	_, stderr, err := runCLI(t, "-g", "-c", config, "-r", tracked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "warning: "+tracked+" is tracked by git") {
+		t.Fatalf("no warning about the tracked registration:\n%s", stderr)
+	}
+	_, stderr, err = runCLI(t, "-g", "-c", config, "-r", filepath.Join(dir, "data", "registration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stderr, "tracked by git") {
+		t.Fatalf("warned about files in data/:\n%s", stderr)
+	}
+}
+
 func TestBadConfigStopsStartup(t *testing.T) {
 	dir := t.TempDir()
 	configPath, regPath := writeConfig(t, dir, 29399)

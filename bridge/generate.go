@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -54,6 +55,12 @@ func GenerateRegistration(example []byte, configPath, regPath string) (warnings 
 	newConfig, err := setYAMLValues(data, updates)
 	if err != nil {
 		return nil, fmt.Errorf("failed to update config %s: %w", configPath, err)
+	}
+	for _, p := range []string{configPath, regPath} {
+		if trackedByGit(p) {
+			warnings = append(warnings, fmt.Sprintf("%s is tracked by git, so the tokens written into it would be committed: "+
+				"keep the real config and registration where git ignores them, such as data/", p))
+		}
 	}
 	// Registration first: a config with tokens Synapse was never given is
 	// worse than a registration the config does not use yet.
@@ -116,9 +123,26 @@ func setYAMLValue(node *yaml.Node, path []string, value string) error {
 	return setYAMLValue(child, path[1:], value)
 }
 
+// trackedByGit reports whether git tracks the file at path (asking git in
+// the file's directory), so that -g can warn before secrets end up in a
+// commit. Without git, or outside a work tree, nothing is tracked.
+func trackedByGit(path string) bool {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return false
+	}
+	cmd := exec.Command(git, "--literal-pathspecs", "ls-files", "--error-unmatch", "--", filepath.Base(path))
+	cmd.Dir = filepath.Dir(path)
+	return cmd.Run() == nil
+}
+
 // writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new file, never half of one.
+// old or the new file, never half of one. Missing parent directories are
+// created, readable only by the owner: they hold secrets.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("failed to write %s: %w", path, err)
