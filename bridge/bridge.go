@@ -102,6 +102,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 		_ = b.DB.Close()
 		return err
 	}
+	if err = b.checkRoomVersion(ctx); err != nil {
+		_ = b.DB.Close()
+		return err
+	}
 	b.listener, err = net.Listen("tcp", b.Config.Appservice.ListenAddress())
 	if err != nil {
 		_ = b.DB.Close()
@@ -165,6 +169,25 @@ func (b *Bridge) Start(ctx context.Context) error {
 		b.HS.Run(runCtx)
 	}()
 	b.Log.Info().Str("address", b.listener.Addr().String()).Str("version", Version).Msg("Bridge started")
+	return nil
+}
+
+// checkRoomVersion refuses to start when portals.room_version names a
+// version the homeserver does not offer. An unreachable homeserver is no
+// reason not to start: room creation checks again before each room.
+func (b *Bridge) checkRoomVersion(ctx context.Context) error {
+	if b.Config.Portals.RoomVersion == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := b.Portals.CheckRoomVersion(ctx)
+	switch {
+	case errors.Is(err, portal.ErrRoomVersionUnsupported):
+		return err
+	case err != nil:
+		b.Log.Warn().Err(err).Msg("Could not check portals.room_version against the homeserver; checking again before each room is created")
+	}
 	return nil
 }
 
@@ -316,6 +339,7 @@ func (b *Bridge) statusLines(ctx context.Context) []string {
 // registerGauges exposes the state operators watch: open streams and
 // messages waiting for Synapse.
 func (b *Bridge) registerGauges() {
+	b.metrics.MustRegister(newPortalStates(b.DB))
 	b.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "openmeet_sse_connections",
 		Help: "Open event streams on this replica.",

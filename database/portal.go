@@ -78,7 +78,26 @@ const (
 	markPortalSynced    = `UPDATE portal SET synced_version = $4, last_error = '' WHERE tenant = $1 AND kind = $2 AND slug = $3 AND synced_version < $4`
 	setPortalErrorQuery = `UPDATE portal SET last_error = $4 WHERE tenant = $1 AND kind = $2 AND slug = $3`
 	countPortalsQuery   = `SELECT COUNT(*) FROM portal`
+	// The same states as the provisioning API's answers, plus closed.
+	countPortalStatesQuery = `
+		SELECT CASE
+			WHEN synced_version < desired_version AND last_error <> '' THEN 'error'
+			WHEN synced_version < desired_version THEN 'pending'
+			WHEN closed THEN 'closed'
+			ELSE 'synced' END AS state, COUNT(*)
+		FROM portal GROUP BY 1`
 )
+
+// Portal states counted by CountByState.
+const (
+	PortalStateSynced  = "synced"
+	PortalStatePending = "pending"
+	PortalStateError   = "error"
+	PortalStateClosed  = "closed"
+)
+
+// PortalStates lists every state CountByState may report.
+var PortalStates = []string{PortalStateSynced, PortalStatePending, PortalStateError, PortalStateClosed}
 
 // Get returns the portal, or nil.
 func (q *PortalQuery) Get(ctx context.Context, key PortalKey) (*Portal, error) {
@@ -163,6 +182,26 @@ func (q *PortalQuery) SetError(ctx context.Context, key PortalKey, msg string) e
 func (q *PortalQuery) Count(ctx context.Context) (n int64, err error) {
 	err = q.db.QueryRow(ctx, countPortalsQuery).Scan(&n)
 	return
+}
+
+// CountByState counts portals by state: synced, pending (Synapse has not
+// caught up), error (the last attempt failed) and closed (and synced).
+func (q *PortalQuery) CountByState(ctx context.Context) (map[string]int64, error) {
+	rows, err := q.db.Query(ctx, countPortalStatesQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	counts := make(map[string]int64, len(PortalStates))
+	for rows.Next() {
+		var state string
+		var n int64
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, err
+		}
+		counts[state] = n
+	}
+	return counts, rows.Err()
 }
 
 func scanPortal(row dbutil.Scannable) (*Portal, error) {

@@ -3,6 +3,8 @@ package portal
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/openmeet-team/openmeet-bridge/ident"
@@ -13,6 +15,10 @@ type Config struct {
 	// PowerLevels maps kind (event, group) → role → power level.
 	PowerLevels       map[string]map[string]int `yaml:"power_levels"`
 	HistoryVisibility string                    `yaml:"history_visibility"`
+	// RoomVersion is the version of new portal rooms; empty means the
+	// homeserver's default. A set value must be one the bridge supports and
+	// the homeserver offers (checked against its capabilities).
+	RoomVersion string `yaml:"room_version"`
 	// PublishPublic lists public portals in the homeserver's room directory.
 	PublishPublic bool         `yaml:"publish_public"`
 	Close         CloseConfig  `yaml:"close"`
@@ -62,6 +68,10 @@ func (c *Config) Validate() error {
 	}
 	if !historyVisibilities[c.HistoryVisibility] {
 		errs = append(errs, fmt.Errorf("portals.history_visibility: %q is not invited, joined, shared or world_readable", c.HistoryVisibility))
+	}
+	if c.RoomVersion != "" && !slices.Contains(SupportedRoomVersions, c.RoomVersion) {
+		errs = append(errs, fmt.Errorf("portals.room_version: %q is not a room version the bridge supports (%s, or empty for the homeserver's default)",
+			c.RoomVersion, strings.Join(SupportedRoomVersions, ", ")))
 	}
 	if c.Avatars.MaxBytes <= 0 {
 		errs = append(errs, errors.New("portals.avatars.max_bytes: must be positive"))

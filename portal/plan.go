@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -22,15 +25,20 @@ type action struct {
 // then memberships (independent of each other, so run in parallel), then
 // at most one power level event. Reconciling shows it; syncing runs it.
 type plan struct {
-	settings    []action
+	settings []action
+	// demotions are power level changes that ghosts make to themselves
+	// before they leave: see planDemotions.
+	demotions   []action
 	members     []action
 	powerLevels *action
+	// levels is the content powerLevels sends.
+	levels *event.PowerLevelsEventContent
 }
 
 // Descriptions lists the plan's changes, in the order they would run.
 func (pl *plan) Descriptions() []string {
 	var out []string
-	for _, a := range append(append([]action{}, pl.settings...), pl.members...) {
+	for _, a := range slices.Concat(pl.settings, pl.demotions, pl.members) {
 		out = append(out, a.desc)
 	}
 	if pl.powerLevels != nil {
@@ -40,7 +48,7 @@ func (pl *plan) Descriptions() []string {
 }
 
 func (pl *plan) run(ctx context.Context, r *Registry) error {
-	for _, a := range pl.settings {
+	for _, a := range slices.Concat(pl.settings, pl.demotions) {
 		if err := a.do(ctx); err != nil {
 			return err
 		}
@@ -96,6 +104,13 @@ func (r *Registry) planSettings(pl *plan, p *database.Portal, state mautrix.Room
 	if rules := stateContent(state, event.StateJoinRules); rules == nil || rules.AsJoinRules().JoinRule != wantRule {
 		pl.settings = append(pl.settings, r.joinRuleAction(p.RoomID, wantRule))
 	}
+	// Only a missing history visibility is set: createRoom always sets one,
+	// so none means a creation that failed part-way.
+	if stateContent(state, event.StateHistoryVisibility) == nil {
+		pl.settings = append(pl.settings, action{fmt.Sprintf("set the history visibility to %s", r.cfg.HistoryVisibility),
+			r.sendState(p.RoomID, event.StateHistoryVisibility, &event.HistoryVisibilityEventContent{
+				HistoryVisibility: event.HistoryVisibility(r.cfg.HistoryVisibility)})})
+	}
 	if canonical := stateContent(state, event.StateCanonicalAlias); canonical == nil || canonical.AsCanonicalAlias().Alias != p.Alias {
 		pl.settings = append(pl.settings, action{fmt.Sprintf("restore the alias %s", p.Alias), func(ctx context.Context) error {
 			if _, err := r.hs.Bot().Client.CreateAlias(ctx, p.Alias, p.RoomID); err != nil && !isAliasExists(err) {
@@ -118,7 +133,17 @@ func (r *Registry) joinRuleAction(roomID id.RoomID, rule event.JoinRule) action 
 		if rule == event.JoinRulePublic {
 			visibility = "public"
 		}
-		return setDirectoryVisibility(ctx, r.hs.Bot().Client, roomID, visibility)
+		err := setDirectoryVisibility(ctx, r.hs.Bot().Client, roomID, visibility)
+		var httpErr mautrix.HTTPError
+		if errors.As(err, &httpErr) && httpErr.IsStatus(http.StatusForbidden) {
+			// Synapse refuses publication unless its room_list_publication_rules
+			// allow it (by default nobody may publish), as createRoom quietly
+			// does too: the room works, it is just not listed.
+			zerolog.Ctx(ctx).Warn().Err(err).Stringer("room_id", roomID).
+				Msg("Homeserver does not allow publishing the room in its directory")
+			return nil
+		}
+		return err
 	}}
 }
 
@@ -149,18 +174,32 @@ func (r *Registry) planMembers(pl *plan, p *database.Portal, desired map[id.User
 
 // planPowerLevels sets each desired ghost's level and drops the entries of
 // ghosts that are no longer members, in at most one state event. Entries of
-// other users and every other key are kept as they are.
+// other users and every other key are kept as they are. The room's
+// creators, where its version gives them unlimited power (v12), are never
+// written into `users`: the auth rules refuse that, and they need no level.
+// A room without power levels (left half-made by a failed creation) gets
+// the ones createRoom would have set.
 func (r *Registry) planPowerLevels(pl *plan, p *database.Portal, desired map[id.UserID]desiredMember, state mautrix.RoomStateMap) error {
-	content := stateContent(state, event.StatePowerLevels)
-	if content == nil {
-		return errors.New("room has no power levels")
+	creators := roomCreators(state[event.StateCreate][""])
+	var levels *event.PowerLevelsEventContent
+	var changes []string
+	if content := stateContent(state, event.StatePowerLevels); content != nil {
+		levels = content.AsPowerLevels()
+	} else {
+		if !creators[r.botID] && creatorOf(state) != r.botID {
+			return fmt.Errorf("room %s has no power levels and was not created by the bot, which therefore cannot set them", p.RoomID)
+		}
+		levels = defaultPowerLevels(p.Visibility, roomVersionOf(state[event.StateCreate][""]))
+		changes = append(changes, "create the power levels")
 	}
-	levels := content.AsPowerLevels()
 	if levels.Users == nil {
 		levels.Users = make(map[id.UserID]int)
 	}
-	var changes []string
+	before := levels.Clone()
 	set := func(userID id.UserID, level int) {
+		if creators[userID] {
+			return
+		}
 		current, has := levels.Users[userID]
 		switch {
 		case level == levels.UsersDefault && has && userID != r.botID:
@@ -185,10 +224,93 @@ func (r *Registry) planPowerLevels(pl *plan, p *database.Portal, desired map[id.
 		}
 	}
 	if len(changes) > 0 {
+		if !creators[r.botID] {
+			r.planDemotions(pl, p.RoomID, before, levels)
+		}
+		pl.levels = levels
 		pl.powerLevels = &action{"set power levels: " + joinSorted(changes),
 			r.sendState(p.RoomID, event.StatePowerLevels, levels)}
 	}
 	return nil
+}
+
+// planDemotions lets each ghost whose level is at least the bot's lower
+// it itself: the auth rules let nobody but a creator (v12) lower a level
+// equal to their own, yet anyone may lower their own. Each runs before
+// memberships change (a ghost that has left can send nothing), builds on
+// the one before, and the bot's event then sets the rest.
+func (r *Registry) planDemotions(pl *plan, roomID id.RoomID, before, after *event.PowerLevelsEventContent) {
+	botPower := before.Users[r.botID]
+	var demoted []id.UserID
+	for userID, old := range before.Users {
+		if userID == r.botID || old < botPower || !r.isGhost(userID) {
+			continue
+		}
+		if level, has := after.Users[userID]; !has && after.UsersDefault < old || has && level < old {
+			demoted = append(demoted, userID)
+		}
+	}
+	slices.Sort(demoted)
+	current := before
+	for _, userID := range demoted {
+		current = current.Clone()
+		if level, has := after.Users[userID]; has {
+			current.Users[userID] = level
+		} else {
+			delete(current.Users, userID)
+		}
+		content := current
+		pl.demotions = append(pl.demotions, action{fmt.Sprintf("%s lowers its own level", userID), func(ctx context.Context) error {
+			r.hs.MarkRegistered(ctx, userID)
+			if _, err := r.hs.Intent(userID).Client.SendStateEvent(ctx, roomID, event.StatePowerLevels, "", content); err != nil {
+				return fmt.Errorf("failed to have %s lower its own power level: %w", userID, err)
+			}
+			return nil
+		}})
+	}
+}
+
+// defaultPowerLevels are the power levels Synapse's private_chat and
+// public_chat presets give a new room of that version (the bot's own entry
+// is added by the plan), for a room that was left without any.
+func defaultPowerLevels(visibility string, version id.RoomVersion) *event.PowerLevelsEventContent {
+	fifty, hundred := 50, 100
+	invite, tombstone := 0, 100
+	events := map[string]int{
+		event.StateRoomName.Type:          50,
+		event.StateRoomAvatar.Type:        50,
+		event.StateCanonicalAlias.Type:    50,
+		event.StatePowerLevels.Type:       100,
+		event.StateHistoryVisibility.Type: 100,
+		event.StateServerACL.Type:         100,
+		event.StateEncryption.Type:        100,
+	}
+	if visibility == "public" {
+		invite = 50
+		events[event.CallInvite.Type] = 50
+	}
+	if version.PrivilegedRoomCreators() {
+		tombstone = 150 // above every level but the creators'
+	}
+	events[event.StateTombstone.Type] = tombstone
+	return &event.PowerLevelsEventContent{
+		Users:           map[id.UserID]int{},
+		Events:          events,
+		StateDefaultPtr: &fifty,
+		InvitePtr:       &invite,
+		KickPtr:         &fifty,
+		BanPtr:          &fifty,
+		RedactPtr:       &fifty,
+		Notifications:   &event.NotificationPowerLevels{RoomPtr: &hundred},
+	}
+}
+
+// creatorOf is the sender of the room's create event, or "".
+func creatorOf(state mautrix.RoomStateMap) id.UserID {
+	if create := state[event.StateCreate][""]; create != nil {
+		return create.Sender
+	}
+	return ""
 }
 
 // planClose takes the ghosts out, deletes the alias and makes the room

@@ -39,6 +39,8 @@ type Registry struct {
 	portals *queue[database.PortalKey]
 	ghosts  *queue[ghostKey]
 	avatars *avatarFetcher
+	// versions caches the room versions the homeserver offers.
+	versions roomVersions
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -53,6 +55,8 @@ type Registry struct {
 type retryState struct {
 	next    time.Time
 	backoff time.Duration
+	// lastErr is the previous failure's text: a repeat is logged quietly.
+	lastErr string
 }
 
 // NewRegistry builds a registry; Start begins background work.
@@ -177,18 +181,26 @@ func (r *Registry) due(key any) bool {
 	return !ok || time.Now().After(st.next)
 }
 
-// noteResult updates key's backoff after a sync.
-func (r *Registry) noteResult(key any, err error) {
+// maxRetryBackoff caps the wait between retries of one failing item.
+const maxRetryBackoff = 5 * time.Minute
+
+// noteResult updates key's backoff after a sync. It reports whether a
+// failure is news (the first, or different from the last), so that a
+// portal failing the same way every few minutes logs it once.
+func (r *Registry) noteResult(key any, err error) (news bool) {
 	r.retryMu.Lock()
 	defer r.retryMu.Unlock()
 	if err == nil {
 		delete(r.retries, key)
-		return
+		return false
 	}
 	st := r.retries[key]
-	st.backoff = min(max(st.backoff*2, 2*time.Second), 5*time.Minute)
+	news = st.lastErr != err.Error()
+	st.backoff = min(max(st.backoff*2, 2*time.Second), maxRetryBackoff)
 	st.next = time.Now().Add(st.backoff)
+	st.lastErr = err.Error()
 	r.retries[key] = st
+	return news
 }
 
 // ResolveAlias implements appservice.AliasResolver: when someone resolves
@@ -271,12 +283,16 @@ func (r *Registry) SetPowerLevel(ctx context.Context, key database.PortalKey, us
 	}
 	defer unlock()
 	bot := r.hs.Bot().Client
-	var levels event.PowerLevelsEventContent
-	if err := bot.StateEvent(ctx, p.RoomID, event.StatePowerLevels, "", &levels); err != nil {
-		return fmt.Errorf("failed to read power levels: %w", err)
+	levels, err := r.PowerLevels(ctx, p.RoomID)
+	if err != nil {
+		return err
+	}
+	if roomCreators(levels.CreateEvent)[userID] {
+		return fmt.Errorf("%w: %s created room %s, whose version (%s) gives its creators unlimited power; they cannot be given a level",
+			ErrCreator, userID, p.RoomID, roomVersionOf(levels.CreateEvent))
 	}
 	levels.SetUserLevel(userID, level)
-	if _, err := bot.SendStateEvent(ctx, p.RoomID, event.StatePowerLevels, "", &levels); err != nil {
+	if _, err := bot.SendStateEvent(ctx, p.RoomID, event.StatePowerLevels, "", levels); err != nil {
 		return fmt.Errorf("failed to set power levels: %w", err)
 	}
 	return nil
@@ -298,12 +314,20 @@ func (r *Registry) Messages(ctx context.Context, userID id.UserID, roomID id.Roo
 	return r.hs.Intent(userID).Client.Messages(ctx, roomID, from, "", mautrix.DirectionBackward, nil, limit)
 }
 
-// PowerLevels reads a portal room's power levels as the bot.
+// PowerLevels reads a portal room's power levels as the bot, with the
+// create event attached, so that a v12 room's creators count as having
+// unlimited power.
 func (r *Registry) PowerLevels(ctx context.Context, roomID id.RoomID) (*event.PowerLevelsEventContent, error) {
+	bot := r.hs.Bot().Client
 	var levels event.PowerLevelsEventContent
-	if err := r.hs.Bot().Client.StateEvent(ctx, roomID, event.StatePowerLevels, "", &levels); err != nil {
+	if err := bot.StateEvent(ctx, roomID, event.StatePowerLevels, "", &levels); err != nil {
 		return nil, fmt.Errorf("failed to read power levels: %w", err)
 	}
+	create, err := r.createEvent(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	levels.CreateEvent = create
 	return &levels, nil
 }
 

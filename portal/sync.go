@@ -37,10 +37,14 @@ func (r *Registry) syncPortal(ctx context.Context, key database.PortalKey) error
 		err = r.applyPortal(ctx, p)
 	}
 	unlock()
-	r.noteResult(key, err)
+	news := r.noteResult(key, err)
 	if err != nil {
 		if ctx.Err() == nil {
-			log.Warn().Err(err).Msg("Failed to sync portal")
+			level := zerolog.DebugLevel
+			if news {
+				level = zerolog.WarnLevel
+			}
+			log.WithLevel(level).Err(err).Msg("Failed to sync portal")
 			if dbErr := r.db.Portals.SetError(ctx, key, err.Error()); dbErr != nil {
 				log.Err(dbErr).Msg("Failed to record portal error")
 			}
@@ -128,54 +132,6 @@ func (r *Registry) Diff(ctx context.Context, key database.PortalKey) ([]string, 
 		return nil, err
 	}
 	return pl.Descriptions(), nil
-}
-
-// createRoom creates the portal's room with its alias, name, topic, join
-// rules, history visibility and power levels in the one request.
-func (r *Registry) createRoom(ctx context.Context, p *database.Portal, desired map[id.UserID]desiredMember) error {
-	bot := r.hs.Bot()
-	users := map[id.UserID]int{r.botID: botLevel}
-	for userID, m := range desired {
-		if m.level != 0 {
-			users[userID] = m.level
-		}
-	}
-	req := &mautrix.ReqCreateRoom{
-		Visibility:    "private",
-		RoomAliasName: aliasLocalpart(p.Alias),
-		Name:          p.Name,
-		Topic:         p.Topic,
-		Preset:        "private_chat",
-		InitialState: []*event.Event{{
-			Type:    event.StateHistoryVisibility,
-			Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibility(r.cfg.HistoryVisibility)}},
-		}},
-		PowerLevelOverride: &event.PowerLevelsEventContent{Users: users},
-	}
-	if p.Visibility == "public" {
-		req.Preset = "public_chat"
-		if r.cfg.PublishPublic {
-			req.Visibility = "public"
-		}
-	}
-	resp, err := bot.Client.CreateRoom(ctx, req)
-	if errors.Is(err, mautrix.MRoomInUse) {
-		// A room made by an earlier attempt that crashed before storing it.
-		resolved, rerr := bot.Client.ResolveAlias(ctx, p.Alias)
-		if rerr != nil {
-			return fmt.Errorf("alias %s is taken and cannot be resolved: %w", p.Alias, rerr)
-		}
-		p.RoomID = resolved.RoomID
-	} else if err != nil {
-		return fmt.Errorf("failed to create room: %w", err)
-	} else {
-		p.RoomID = resp.RoomID
-	}
-	if err := r.db.Portals.SetRoomID(ctx, p.Key(), p.RoomID); err != nil {
-		return fmt.Errorf("failed to store room ID: %w", err)
-	}
-	zerolog.Ctx(ctx).Info().Stringer("room_id", p.RoomID).Msg("Created portal room")
-	return nil
 }
 
 func (r *Registry) joinGhost(ctx context.Context, p *database.Portal, m *database.PortalMember, current event.Membership) error {

@@ -227,10 +227,13 @@ func (p *Processor) cmdPortal(ctx context.Context, req *request) (string, error)
 		b.WriteString("- room: not created yet\n")
 	}
 	state := "in sync with Synapse"
-	if found.Closed {
-		state = "closed"
-	} else if !found.Synced() {
+	switch {
+	case !found.Synced() && found.LastError != "":
+		state = "failing (retried with backoff)"
+	case !found.Synced():
 		state = "waiting for Synapse"
+	case found.Closed:
+		state = "closed"
 	}
 	fmt.Fprintf(&b, "- state: %s\n", state)
 	if found.LastError != "" {
@@ -310,7 +313,9 @@ func (p *Processor) cmdSetPL(ctx context.Context, req *request) (string, error) 
 		return "", usageError("The level is a whole number, usually 0 to 100.")
 	}
 	userID := id.UserID(req.args[0])
-	if err := p.portals.SetPowerLevel(ctx, found.Key(), userID, level); err != nil {
+	if err := p.portals.SetPowerLevel(ctx, found.Key(), userID, level); errors.Is(err, portal.ErrCreator) {
+		return fmt.Sprintf("Cannot set the power level of `%s`: %s", userID, err), nil
+	} else if err != nil {
 		return "", err
 	}
 	reply := fmt.Sprintf("Set the power level of `%s` to %d.", userID, level)
