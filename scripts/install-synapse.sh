@@ -22,7 +22,7 @@ fi
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/openmeet-bridge"
 
-install() {
+install_synapse() {
     local version="$1" venv="$cache/synapse-$1"
     if [ -x "$venv/bin/python" ] &&
         "$venv/bin/python" -c 'import sys, synapse; sys.exit(synapse.__version__ != sys.argv[1])' "$version" 2>/dev/null; then
@@ -43,5 +43,5 @@ install() {
 }
 
 for version in "${versions[@]}"; do
-    install "$version"
+    install_synapse "$version"
 done
