@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/portal"
 	"github.com/openmeet-team/openmeet-bridge/sse"
 )
 
@@ -45,23 +48,46 @@ func (c *typingCache) shouldSend(userID id.UserID, roomID id.RoomID, typing bool
 	return true
 }
 
-// targetEvent loads the event a request refers to, which must be in the
-// portal's room; it writes 400/404 and returns nil otherwise.
-func (c *Client) targetEvent(w http.ResponseWriter, r *http.Request, p *database.Portal, eventID string) *database.LoggedEvent {
-	if !strings.HasPrefix(eventID, "$") {
-		errInvalid.WithMessage("event_id must be an event ID").Write(w)
+// eventRef is what an action needs of the event it refers to.
+type eventRef struct {
+	sender   id.UserID
+	evtType  string
+	originTS int64
+	// position is where the event log has it, or 0 when it has not (yet).
+	position int64
+}
+
+// targetEvent finds the event a request refers to, which must be in the
+// portal's room: in the event log, or else -- not pushed yet, pruned, or
+// never pushed -- from Synapse as the caller, who must be able to see it.
+// It writes 400/404/502 and returns nil otherwise.
+func (c *Client) targetEvent(w http.ResponseWriter, r *http.Request, p *database.Portal, eventID string) *eventRef {
+	if portal.CheckEventID(eventID) != nil {
+		errInvalid.WithMessage("event_id must be an event ID ($ and at most 255 bytes, no spaces or control characters)").Write(w)
 		return nil
 	}
-	evt, err := c.db.EventLog.Get(r.Context(), id.EventID(eventID))
+	logged, err := c.db.EventLog.Get(r.Context(), id.EventID(eventID))
 	if err != nil {
 		c.internalError(w, r, err)
 		return nil
 	}
-	if evt == nil || evt.RoomID != p.RoomID {
+	if logged != nil {
+		if logged.RoomID != p.RoomID {
+			errNotFound.WithMessage("No such event in this room").Write(w)
+			return nil
+		}
+		return &eventRef{sender: logged.Sender, evtType: logged.Type, originTS: logged.OriginTS, position: logged.Position}
+	}
+	evt, err := c.portals.Event(r.Context(), callerOf(r).userID, p.RoomID, id.EventID(eventID))
+	switch {
+	case errors.Is(err, portal.ErrNoSuchEvent):
 		errNotFound.WithMessage("No such event in this room").Write(w)
 		return nil
+	case err != nil:
+		c.homeserverError(w, err, "read event")
+		return nil
 	}
-	return evt
+	return &eventRef{sender: evt.Sender, evtType: evt.Type, originTS: evt.OriginTS}
 }
 
 type editRequest struct {
@@ -85,7 +111,7 @@ func (c *Client) putEdit(w http.ResponseWriter, r *http.Request) {
 	if target == nil {
 		return
 	}
-	if target.Sender != callerOf(r).userID || target.Type != event.EventMessage.Type {
+	if target.sender != callerOf(r).userID || target.evtType != event.EventMessage.Type {
 		mautrix.MForbidden.WithMessage("You can only edit your own messages").Write(w)
 		return
 	}
@@ -143,7 +169,7 @@ func (c *Client) putRedact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	who := callerOf(r).userID
-	if target.Sender != who {
+	if target.sender != who {
 		levels, err := c.portals.PowerLevels(r.Context(), p.RoomID)
 		if err != nil {
 			c.homeserverError(w, err, "read power levels")
@@ -192,7 +218,8 @@ type receiptRequest struct {
 	EventID string `json:"event_id"`
 }
 
-// postReceipt marks the room read up to an event.
+// postReceipt marks the room read up to an event: Synapse's receipt and
+// read marker, and the bridge's own marker behind the unread counts.
 func (c *Client) postReceipt(w http.ResponseWriter, r *http.Request) {
 	var req receiptRequest
 	p, ok := c.roomRequest(w, r, &req)
@@ -204,13 +231,48 @@ func (c *Client) postReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	who := callerOf(r).userID
-	if err := c.db.ReadMarkers.Set(r.Context(), who, p.RoomID, target.Position); err != nil {
+	pos, err := c.markerPosition(r.Context(), p.RoomID, id.EventID(req.EventID), target)
+	if err != nil {
 		c.internalError(w, r, err)
 		return
+	}
+	if pos > 0 {
+		if err := c.db.ReadMarkers.Set(r.Context(), who, p.RoomID, pos); err != nil {
+			c.internalError(w, r, err)
+			return
+		}
 	}
 	if err := c.portals.MarkRead(r.Context(), who, p.RoomID, id.EventID(req.EventID)); err != nil {
 		c.homeserverError(w, err, "send read marker")
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// receiptLogWait bounds how long a receipt waits for the push of an event
+// newer than anything logged in its room.
+const receiptLogWait = 2 * time.Second
+
+// markerPosition is where a receipt of the target puts the read marker (0:
+// nowhere). A logged event gives its own position. For one the log lacks,
+// the room's newest logged event decides: the target is older when its
+// timestamp is not later -- it was pruned, and the marker stays where it is
+// -- or newer, and then its push is most likely on its way (Synapse pushes
+// a room's events in order): it waits a moment for it and takes its
+// position, or, if it does not come, marks everything logged so far as read.
+// Timestamps are the homeserver's, so the order is only as good as clocks;
+// a wrong guess only moves an unread count.
+func (c *Client) markerPosition(ctx context.Context, roomID id.RoomID, eventID id.EventID, t *eventRef) (int64, error) {
+	if t.position > 0 {
+		return t.position, nil
+	}
+	newest, newestTS, ok, err := c.db.EventLog.NewestInRoom(ctx, roomID)
+	if err != nil || !ok || t.originTS <= newestTS {
+		return 0, err
+	}
+	pos, logged, err := c.portals.AwaitLogged(ctx, eventID, time.Now().Add(receiptLogWait))
+	if err != nil || logged {
+		return pos, err
+	}
+	return newest, nil
 }

@@ -385,7 +385,7 @@ func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
 	content := textContent(req.Body, req.FormattedBody)
 	content[sse.TxnIDKey] = txnID
 	if req.ReplyTo != "" {
-		if !strings.HasPrefix(req.ReplyTo, "$") {
+		if portal.CheckEventID(req.ReplyTo) != nil {
 			errInvalid.WithMessage("reply_to must be an event ID").Write(w)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/database"
@@ -21,9 +22,19 @@ type memberResponse struct {
 	UserID     string `json:"user_id"`
 	Role       string `json:"role"`
 	PowerLevel int    `json:"power_level"`
-	// Membership is what Synapse last reported for the ghost in the room
-	// (join, invite, leave, …), or empty when it has not.
-	Membership string `json:"membership"`
+	// Membership is the ghost's membership in the room as Synapse last
+	// pushed it (join, invite, leave, ban, knock); absent when it never did.
+	Membership string `json:"membership,omitempty"`
+}
+
+// reportedMembership is what the member answers show of a pushed
+// membership: a Matrix membership, or "" (absent) for anything else.
+func reportedMembership(m event.Membership) string {
+	switch m {
+	case event.MembershipJoin, event.MembershipInvite, event.MembershipLeave, event.MembershipBan, event.MembershipKnock:
+		return string(m)
+	}
+	return ""
 }
 
 type batchRequest struct {
@@ -48,7 +59,7 @@ func (p *Provisioning) memberResponse(ctx context.Context, portal *database.Port
 		if err != nil {
 			return nil, err
 		}
-		resp.Membership = string(membership)
+		resp.Membership = reportedMembership(membership)
 	}
 	return resp, nil
 }
@@ -77,25 +88,27 @@ func (p *Provisioning) openPortal(w http.ResponseWriter, r *http.Request) (*data
 	return portal, ok
 }
 
-// knownUsers writes 404 naming the first unknown user and returns false if
-// any of slugs has no ghost.
-func (p *Provisioning) knownUsers(w http.ResponseWriter, r *http.Request, tenant string, slugs []string) bool {
+// knownUsers returns the ghosts' user IDs of slugs; it writes 404 naming
+// the first unknown user and returns false if any of them has no ghost.
+func (p *Provisioning) knownUsers(w http.ResponseWriter, r *http.Request, tenant string, slugs []string) ([]id.UserID, bool) {
+	userIDs := make([]id.UserID, 0, len(slugs))
 	for _, slug := range slugs {
 		if err := checkSlug("user slug", slug); err != nil {
 			errInvalid.WithMessage("%s", err.Error()).Write(w)
-			return false
+			return nil, false
 		}
 		g, err := p.db.Ghosts.Get(r.Context(), tenant, slug)
 		if err != nil {
 			p.internalError(w, r, err)
-			return false
+			return nil, false
 		}
 		if g == nil {
 			errNotFound.WithMessage("No user %q in tenant %q; PUT the user first", slug, tenant).Write(w)
-			return false
+			return nil, false
 		}
+		userIDs = append(userIDs, g.UserID)
 	}
-	return true
+	return userIDs, true
 }
 
 func (p *Provisioning) putMember(w http.ResponseWriter, r *http.Request) {
@@ -108,10 +121,11 @@ func (p *Provisioning) putMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := pathVar(r, "user")
-	if !p.knownUsers(w, r, portal.Tenant, []string{user}) {
+	userIDs, ok := p.knownUsers(w, r, portal.Tenant, []string{user})
+	if !ok {
 		return
 	}
-	p.applyMembers(w, r, portal, []database.MemberChange{{UserSlug: user, Role: req.Role}}, func() {
+	p.applyMembers(w, r, portal, []database.MemberChange{{UserSlug: user, Role: req.Role}}, userIDs, func() {
 		p.writeMember(w, r, portal, user, http.StatusOK)
 	})
 }
@@ -122,10 +136,11 @@ func (p *Provisioning) deleteMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := pathVar(r, "user")
-	if !p.knownUsers(w, r, portal.Tenant, []string{user}) {
+	userIDs, ok := p.knownUsers(w, r, portal.Tenant, []string{user})
+	if !ok {
 		return
 	}
-	p.applyMembers(w, r, portal, []database.MemberChange{{UserSlug: user}}, nil)
+	p.applyMembers(w, r, portal, []database.MemberChange{{UserSlug: user}}, userIDs, nil)
 }
 
 func (p *Provisioning) batchMembers(w http.ResponseWriter, r *http.Request) {
@@ -160,42 +175,47 @@ func (p *Provisioning) batchMembers(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[slug] = true
 	}
-	if !p.knownUsers(w, r, portal.Tenant, slugs) {
+	userIDs, ok := p.knownUsers(w, r, portal.Tenant, slugs)
+	if !ok {
 		return
 	}
-	p.applyMembers(w, r, portal, changes, nil)
+	p.applyMembers(w, r, portal, changes, userIDs, nil)
 }
 
 // applyMembers stores the changes in one transaction, waits for the sync,
-// and answers: with respond if given (on 200), else with the portal.
-func (p *Provisioning) applyMembers(w http.ResponseWriter, r *http.Request, portal *database.Portal, changes []database.MemberChange, respond func()) {
+// and answers: with respond if given (on 200), else with the portal. A 200
+// means the change is done for the caller's next call: Synapse has it and
+// the bridge's own view of the room, which the client API checks, shows
+// each of userIDs joined or not as the portal now wants -- also when the
+// stored change was a no-op but an earlier call's pushes are still on
+// their way.
+func (p *Provisioning) applyMembers(w http.ResponseWriter, r *http.Request, portal *database.Portal, changes []database.MemberChange, userIDs []id.UserID, respond func()) {
 	ctx := r.Context()
 	changed, err := p.db.PortalMembers.Apply(ctx, portal.Key(), changes)
 	if err != nil {
 		p.internalError(w, r, err)
 		return
 	}
+	syncErr := p.portals.SyncMembers(ctx, portal.Key(), userIDs)
 	stored, err := p.db.Portals.Get(ctx, portal.Key())
 	if err != nil {
 		p.internalError(w, r, err)
 		return
 	}
-	status := http.StatusOK
+	status := syncStatus(syncErr)
 	if !stored.Synced() {
-		status = syncStatus(p.portals.SyncPortal(ctx, portal.Key()))
-		if stored, err = p.db.Portals.Get(ctx, portal.Key()); err != nil {
-			p.internalError(w, r, err)
-			return
-		}
-		if !stored.Synced() {
-			status = http.StatusAccepted
-		}
+		status = http.StatusAccepted
 	}
 	if respond != nil && status == http.StatusOK {
 		respond()
 		return
 	}
-	writeJSON(w, status, batchResponse{Portal: newPortalResponse(stored), Changed: changed})
+	resp := newPortalResponse(stored)
+	if status == http.StatusAccepted && resp.State == syncedState {
+		// Synapse has the change but has not pushed it to the bridge yet.
+		resp.State = pendingState
+	}
+	writeJSON(w, status, batchResponse{Portal: resp, Changed: changed})
 }
 
 func (p *Provisioning) writeMember(w http.ResponseWriter, r *http.Request, portal *database.Portal, user string, status int) {
@@ -236,15 +256,15 @@ func (p *Provisioning) listMembers(w http.ResponseWriter, r *http.Request) {
 		p.internalError(w, r, err)
 		return
 	}
-	joined := map[id.UserID]bool{}
+	reported := map[id.UserID]event.Membership{}
 	if portal.RoomID != "" {
-		users, err := p.db.Members.JoinedMembers(r.Context(), portal.RoomID)
+		rows, err := p.db.Members.List(r.Context(), portal.RoomID)
 		if err != nil {
 			p.internalError(w, r, err)
 			return
 		}
-		for _, u := range users {
-			joined[u] = true
+		for _, row := range rows {
+			reported[row.UserID] = row.Membership
 		}
 	}
 	out := struct {
@@ -253,9 +273,7 @@ func (p *Provisioning) listMembers(w http.ResponseWriter, r *http.Request) {
 	for _, m := range members {
 		level, _ := p.portals.Config().Level(ident.Kind(portal.Kind), m.Role)
 		resp := &memberResponse{UserSlug: m.UserSlug, UserID: m.UserID.String(), Role: m.Role, PowerLevel: level}
-		if joined[m.UserID] {
-			resp.Membership = "join"
-		}
+		resp.Membership = reportedMembership(reported[m.UserID])
 		out.Members = append(out.Members, resp)
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -67,6 +67,9 @@ const (
 	getEventQuery = `
 		SELECT stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event
 		FROM event_log WHERE event_id = $1`
+	getPositionQuery  = `SELECT stream_pos FROM event_log WHERE event_id = $1`
+	newestInRoomQuery = `
+		SELECT stream_pos, origin_ts FROM event_log WHERE room_id = $1 ORDER BY stream_pos DESC LIMIT 1`
 	countEventsQuery = `SELECT COUNT(*) FROM event_log`
 	maxPositionQuery = `SELECT position FROM stream_position WHERE id = 1`
 	lastTxnQuery     = `SELECT txn_id, received_at FROM appservice_txn ORDER BY received_at DESC LIMIT 1`
@@ -205,6 +208,26 @@ func (q *EventLogQuery) Get(ctx context.Context, eventID id.EventID) (*LoggedEve
 		return nil, nil
 	}
 	return evt, err
+}
+
+// Position returns the stream position of a logged event; ok is false when
+// the log does not have it (not pushed yet, pruned, or never seen).
+func (q *EventLogQuery) Position(ctx context.Context, eventID id.EventID) (pos int64, ok bool, err error) {
+	err = q.db.QueryRow(ctx, getPositionQuery, eventID).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return pos, err == nil, err
+}
+
+// NewestInRoom returns the position and origin timestamp of the newest
+// logged event of roomID; ok is false when the log has none.
+func (q *EventLogQuery) NewestInRoom(ctx context.Context, roomID id.RoomID) (pos, originTS int64, ok bool, err error) {
+	err = q.db.QueryRow(ctx, newestInRoomQuery, roomID).Scan(&pos, &originTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, false, nil
+	}
+	return pos, originTS, err == nil, err
 }
 
 // Count is the number of logged events.

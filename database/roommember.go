@@ -48,7 +48,39 @@ const (
 	getJoinedRoomsQuery   = `SELECT room_id FROM room_member WHERE user_id = $1 AND membership = 'join' ORDER BY room_id`
 	getDisplaynameQuery   = `SELECT displayname FROM room_member WHERE room_id = $1 AND user_id = $2`
 	getJoinedMembersQuery = `SELECT user_id FROM room_member WHERE room_id = $1 AND membership = 'join' ORDER BY user_id`
+	getRoomMemberQuery    = `SELECT user_id, membership, event_id, stream_pos FROM room_member WHERE room_id = $1 AND user_id = $2`
+	listRoomMembersQuery  = `SELECT user_id, membership, event_id, stream_pos FROM room_member WHERE room_id = $1 ORDER BY user_id`
 )
+
+// RoomMember is a user's membership in a room as Synapse last pushed it.
+type RoomMember struct {
+	UserID     id.UserID
+	Membership event.Membership
+	// EventID is the member event the row comes from, logged at Position.
+	EventID  id.EventID
+	Position int64
+}
+
+func scanRoomMember(row dbutil.Scannable) (*RoomMember, error) {
+	var m RoomMember
+	return dbutil.ValueOrErr(&m, row.Scan(&m.UserID, &m.Membership, &m.EventID, &m.Position))
+}
+
+// Get returns userID's row in roomID, or nil when Synapse never reported a
+// membership.
+func (q *RoomMemberQuery) Get(ctx context.Context, roomID id.RoomID, userID id.UserID) (*RoomMember, error) {
+	m, err := scanRoomMember(q.db.QueryRow(ctx, getRoomMemberQuery, roomID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return m, err
+}
+
+// List returns every row of roomID, whatever the membership, by user ID.
+func (q *RoomMemberQuery) List(ctx context.Context, roomID id.RoomID) ([]*RoomMember, error) {
+	rows, err := q.db.Query(ctx, listRoomMembersQuery, roomID)
+	return dbutil.NewRowIterWithError(rows, scanRoomMember, err).AsList()
+}
 
 var memberUpsertBuilder = dbutil.NewMassInsertBuilder[*memberRow, [0]any](upsertMemberQuery, "($%d, $%d, $%d, $%d, $%d, $%d)")
 

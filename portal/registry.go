@@ -104,17 +104,20 @@ func (r *Registry) Stop() {
 
 // SyncPortal applies the portal's desired state and waits up to the
 // configured time. It returns ErrPending when Synapse is slower than that.
+// For a change of members, SyncMembers also waits for Synapse's pushes.
 func (r *Registry) SyncPortal(ctx context.Context, key database.PortalKey) error {
-	return r.wait(ctx, r.portals.request(key, true))
+	return r.wait(ctx, r.portals.request(key, true), time.Now().Add(r.cfg.SyncWait))
 }
 
 // SyncGhost applies the ghost's desired profile, waiting like SyncPortal.
 func (r *Registry) SyncGhost(ctx context.Context, tenant, slug string) error {
-	return r.wait(ctx, r.ghosts.request(ghostKey{tenant, slug}, true))
+	return r.wait(ctx, r.ghosts.request(ghostKey{tenant, slug}, true), time.Now().Add(r.cfg.SyncWait))
 }
 
-func (r *Registry) wait(ctx context.Context, ch <-chan error) error {
-	timer := time.NewTimer(r.cfg.SyncWait)
+// wait returns the result of a queued run, or ErrPending when the deadline
+// passes or ctx ends first.
+func (r *Registry) wait(ctx context.Context, ch <-chan error, deadline time.Time) error {
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case err := <-ch:
