@@ -294,6 +294,12 @@ func (c *Client) joinedPortal(w http.ResponseWriter, r *http.Request) (*database
 		errNotFound.WithMessage("No such %s", key.Kind).Write(w)
 		return nil, false
 	}
+	if p.Closed {
+		// Closed is stored before the ghosts' leaves are pushed: refuse at
+		// once, so that a 200 to DELETE holds for the caller's next call.
+		mautrix.MForbidden.WithMessage("This %s is closed", key.Kind).Write(w)
+		return nil, false
+	}
 	membership, err := c.db.Members.Membership(r.Context(), p.RoomID, who.userID)
 	if err != nil {
 		c.internalError(w, r, err)

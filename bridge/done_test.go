@@ -169,6 +169,21 @@ func TestMemberCallsAnswerWhenUsable(t *testing.T) {
 				t.Fatalf("%s: send right after batch removal 200: %d, want 403", user, code)
 			}
 		}
+		// Closing: the host, still a member, can no longer use the room
+		// right after DELETE answers 200.
+		hostToken := mintJWT(t, jwtSecret, tenant, "ada", time.Hour)
+		if code := call(t, b, hostToken, "PUT", room+"/send/before-close", map[string]string{"body": "closing"}, nil); code != 200 {
+			t.Fatalf("host send before close: %d", code)
+		}
+		if code := provision(t, b, "DELETE", base, nil, nil); code != 200 {
+			t.Fatalf("close: %d", code)
+		}
+		if code := call(t, b, hostToken, "PUT", room+"/send/after-close", map[string]string{"body": "closed?"}, nil); code != 403 {
+			t.Fatalf("host send right after close 200: %d, want 403", code)
+		}
+		if inRooms(t, b, hostToken, slug) {
+			t.Fatal("GET /rooms right after close 200 lists the room")
+		}
 	}
 }
 
