@@ -5,11 +5,14 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,6 +135,12 @@ func bearerToken(r *http.Request) (string, bool) {
 func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	txnID := pathVar(r, "txnId")
+	if err := checkTxnID(txnID); err != nil {
+		s.metrics.txnResult("bad_txn_id")
+		s.log.Warn().Err(err).Str("txn_id", clip(txnID)).Msg("Rejected transaction with a bad txn id")
+		mautrix.MInvalidParam.WithMessage("%s", err.Error()).Write(w)
+		return
+	}
 	log := s.log.With().Str("txn_id", txnID).Logger()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
@@ -146,7 +155,7 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		mautrix.MUnknown.WithMessage("Failed to read body").WithStatus(http.StatusBadRequest).Write(w)
 		return
 	}
-	events, ephemeral, err := parseTransaction(body)
+	txn, err := parseTransaction(body)
 	if err != nil {
 		s.metrics.txnResult("bad_json")
 		log.Warn().Err(err).Msg("Rejected malformed transaction")
@@ -157,12 +166,14 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	ephemeralRaw := make([][]byte, len(ephemeral))
-	for i, eph := range ephemeral {
+	ephemeralRaw := make([][]byte, len(txn.ephemeral))
+	for i, eph := range txn.ephemeral {
 		ephemeralRaw[i] = eph.Content
 	}
-	digest := database.TxnDigest(events, ephemeralRaw)
-	written, err := s.db.EventLog.AppendTransaction(r.Context(), txnID, digest, events)
+	// Skipped events are not part of the digest: a retry of the same body
+	// skips the same ones.
+	digest := database.TxnDigest(txn.events, ephemeralRaw)
+	written, err := s.db.EventLog.AppendTransaction(r.Context(), txnID, digest, txn.events)
 	if errors.Is(err, database.ErrDuplicateTxn) {
 		s.metrics.txnResult("duplicate")
 		log.Debug().Msg("Transaction already applied")
@@ -170,24 +181,57 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		return
 	} else if err != nil {
 		s.metrics.txnResult("db_error")
-		log.Err(err).Int("event_count", len(events)).Msg("Failed to store transaction")
+		log.Err(err).Int("event_count", len(txn.events)).Msg("Failed to store transaction")
 		// Synapse keeps the transaction and retries it.
 		mautrix.MUnknown.WithMessage("Failed to store transaction").Write(w)
 		return
 	}
 	s.metrics.txnDone(len(written), time.Since(start))
+	s.reportRejected(log, txn.rejected)
 	if s.Sink != nil {
 		ctx := log.WithContext(r.Context())
 		if len(written) > 0 {
 			s.Sink.EventsLogged(ctx, written)
 		}
-		if len(ephemeral) > 0 {
-			s.Sink.EphemeralReceived(ctx, ephemeral)
+		if len(txn.ephemeral) > 0 {
+			s.Sink.EphemeralReceived(ctx, txn.ephemeral)
 		}
 	}
-	log.Debug().Int("events", len(events)).Int("logged", len(written)).Int("ephemeral", len(ephemeral)).
-		Msg("Transaction applied")
+	log.Debug().Int("events", len(txn.events)).Int("logged", len(written)).Int("ephemeral", len(txn.ephemeral)).
+		Int("rejected", len(txn.rejected)).Msg("Transaction applied")
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// maxRejectLogLines bounds the log lines one transaction's skipped events
+// produce; the counter counts them all.
+const maxRejectLogLines = 10
+
+// reportRejected counts and logs the events of an applied transaction that
+// were skipped. It runs once per applied transaction, so a retry of the
+// same transaction does not count them again.
+func (s *Server) reportRejected(log zerolog.Logger, rejected []rejectedEvent) {
+	for i, rej := range rejected {
+		s.metrics.eventRejected(rej.err.reason)
+		if i < maxRejectLogLines {
+			log.Warn().Str("list", rej.list).Int("index", rej.index).Str("reason", rej.err.reason).
+				Str("error", rej.err.msg).Msg("Skipped malformed event")
+		}
+	}
+	if len(rejected) > maxRejectLogLines {
+		log.Warn().Int("not_logged", len(rejected)-maxRejectLogLines).Msg("Skipped more malformed events")
+	}
+}
+
+// checkTxnID refuses txn ids Synapse never sends (it sends decimal
+// numbers) and the database could not store as they are.
+func checkTxnID(txnID string) error {
+	switch {
+	case txnID == "" || len(txnID) > maxFieldBytes:
+		return fmt.Errorf("the transaction ID must be 1 to %d bytes long", maxFieldBytes)
+	case !utf8.ValidString(txnID) || strings.IndexFunc(txnID, unicode.IsControl) >= 0:
+		return errors.New("the transaction ID must be UTF-8 without control characters")
+	}
+	return nil
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test:
-#   1. gofmt, `go mod tidy -diff` and `go vet`;
+#   1. gofmt, `go mod tidy -diff`, `go vet`, and every fuzz target for a
+#      bounded time (scripts/fuzz.sh; FUZZTIME per target, default 20s);
 #   2. the whole test suite with the race detector on the newest pinned
 #      Synapse (internal/harness/synapse-versions);
 #   3. the packages whose tests start a Synapse again, on the oldest pinned
@@ -38,6 +39,9 @@ fi
 
 step "go vet"
 go vet ./...
+
+step "fuzz targets, ${FUZZTIME:-20s} each"
+scripts/fuzz.sh
 
 # synapse_packages lists the packages whose tests start a real Synapse.
 synapse_packages() {
