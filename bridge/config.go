@@ -17,6 +17,7 @@ import (
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/portal"
+	"github.com/openmeet-team/openmeet-bridge/sse"
 )
 
 // Config is the whole bridge configuration. The embedded example config
@@ -177,6 +178,15 @@ func validateClientAPI(c *api.ClientConfig) error {
 	}
 	if s.Buffer < 1 || s.MaxPerUser < 1 || s.ConnectRate <= 0 || s.ConnectBurst < 1 {
 		errs = append(errs, errors.New("client_api.stream: buffer, max_per_user, connect_rate and connect_burst must be positive"))
+	}
+	if s.ConnectRatePerUser < 0 || (s.ConnectRatePerUser > 0 && s.ConnectBurstPerUser < 1) {
+		errs = append(errs, errors.New("client_api.stream.connect_rate_per_user: must not be negative, and with a rate connect_burst_per_user must be positive"))
+	}
+	if s.ConnectRatePerAddress < 0 || (s.ConnectRatePerAddress > 0 && s.ConnectBurstPerAddress < 1) {
+		errs = append(errs, errors.New("client_api.stream.connect_rate_per_address: must not be negative, and with a rate connect_burst_per_address must be positive"))
+	}
+	if err := sse.ValidateTrustedProxies(s.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("client_api.stream.trusted_proxies: %w", err))
 	}
 	for _, origin := range c.AllowedOrigins {
 		if origin == "*" || !strings.Contains(origin, "://") {

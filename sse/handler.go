@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -27,33 +26,32 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 		mautrix.MUnknown.WithMessage("Streaming is not supported by this connection").Write(w)
 		return
 	}
-	if !h.limiter.allow() {
-		w.Header().Set("Retry-After", "1")
-		mautrix.MLimitExceeded.WithMessage("Too many new streams; retry shortly").WithStatus(http.StatusServiceUnavailable).Write(w)
-		return
-	}
 	lastID, hasLast, err := lastEventID(r)
 	if err != nil {
 		mautrix.MInvalidParam.WithMessage("Last-Event-ID must be a stream position").Write(w)
 		return
 	}
-	ctx := r.Context()
-	rooms, err := h.db.Members.JoinedRooms(ctx, userID)
-	if err != nil {
-		h.log.Err(err).Msg("Failed to load rooms for stream")
-		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)
+	if !h.admit(w, r, userID) {
 		return
 	}
+	ctx := r.Context()
 	var pc *parkedConn
 	parker := h.parkerOf()
 	if parker != nil && r.ProtoMajor == 1 {
 		pc = parker.newConn(h.cfg.Buffer)
 	}
-	sub, start, err := h.subscribe(userID, rooms, pc)
+	sub, start, rooms, err := h.subscribe(ctx, userID, pc)
 	if errors.Is(err, errTooManyStreams) {
 		w.Header().Set("Retry-After", "5")
 		mautrix.MLimitExceeded.WithMessage("Too many open streams for this user").WithStatus(http.StatusServiceUnavailable).Write(w)
 		return
+	} else if err != nil {
+		h.log.Err(err).Msg("Failed to open stream")
+		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)
+		return
+	}
+	if h.hooks.afterSubscribe != nil {
+		h.hooks.afterSubscribe(sub)
 	}
 	if pc != nil {
 		h.serveParked(w, r, sub, pc, userID, rooms, lastID, hasLast, start)
@@ -98,6 +96,14 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 					more = false
 				}
 			}
+			if !writeNotes(sub, write) {
+				return
+			}
+			flusher.Flush()
+		case <-sub.noted:
+			if !writeNotes(sub, write) {
+				return
+			}
 			flusher.Flush()
 		case <-heartbeat.C:
 			if !write([]byte(": ping\n\n")) {
@@ -112,10 +118,48 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 	}
 }
 
+// writeNotes writes the members events waiting for a goroutine stream once
+// its queue has drained.
+func writeNotes(sub *subscriber, write func([]byte) bool) bool {
+	if len(sub.frames) > 0 {
+		return true // not caught up yet; the notes wait
+	}
+	for _, frame := range sub.takeNotes() {
+		if !write(frame) {
+			return false
+		}
+	}
+	return true
+}
+
+// admit applies the new-stream rate limits. One user or one address over
+// its own limit gets 429 with when to retry, so that a client reconnecting
+// in a loop spends its own budget, not everyone's; the bridge-wide limit
+// answers 503.
+func (h *Hub) admit(w http.ResponseWriter, r *http.Request, userID id.UserID) bool {
+	refused, wait := h.limits.admit(userID, h.limits.clientAddress(r), time.Now())
+	switch refused {
+	case overKeyLimit:
+		ms := max(wait.Milliseconds(), 1)
+		w.Header().Set("Retry-After", strconv.FormatInt((ms+999)/1000, 10))
+		mautrix.MLimitExceeded.WithMessage("Too many new streams from this user or address; retry later").
+			WithStatus(http.StatusTooManyRequests).WithExtraField("retry_after_ms", ms).Write(w)
+		return false
+	case overGlobalLimit:
+		w.Header().Set("Retry-After", "1")
+		mautrix.MLimitExceeded.WithMessage("Too many new streams; retry shortly").WithStatus(http.StatusServiceUnavailable).Write(w)
+		return false
+	}
+	return true
+}
+
 // serveParked takes the connection over from net/http, writes the headers
 // and what the client missed itself, then parks the connection: from then
-// on it costs no goroutine until something is sent to it.
-func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscriber, pc *parkedConn, userID id.UserID, rooms []id.RoomID, lastID int64, hasLast bool, start int64) {
+// on it costs no goroutine until something is sent to it. If the stream is
+// dropped before it is parked (too slow while catching up, shutdown), the
+// connection is closed here, so the client reconnects rather than waiting
+// on a silent stream.
+func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscriber, pc *parkedConn, userID id.UserID, rooms map[id.RoomID]struct{}, lastID int64, hasLast bool, start int64) {
 	header := w.Header().Clone()
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -123,7 +167,10 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)
 		return
 	}
-	pc.conn = conn
+	if !pc.attach(conn) {
+		_ = conn.Close()
+		return
+	}
 	header.Set("Content-Type", "text/event-stream")
 	header.Set("Cache-Control", "no-cache")
 	header.Set("X-Accel-Buffering", "no")
@@ -144,9 +191,15 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 	// The handler's write deadline must not outlive it: parked writes never
 	// wait, and a deadline left behind would fail them later.
 	_ = conn.SetWriteDeadline(time.Time{})
-	if err := pc.p.park(pc, conn); err != nil {
-		h.log.Warn().Err(err).Msg("Failed to park stream")
+	if h.hooks.beforePark != nil {
+		h.hooks.beforePark(sub)
+	}
+	if err := pc.p.park(pc); err != nil {
+		if !errors.Is(err, errStreamClosed) && !errors.Is(err, errParkerStopped) {
+			h.log.Warn().Err(err).Msg("Failed to park stream")
+		}
 		h.drop(sub, "cannot park")
+		_ = conn.Close()
 		return
 	}
 	pc.release()
@@ -156,18 +209,17 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 // (from start on, the subscriber has it). A position the log no longer
 // holds, or never held, gets a reset event instead: the page must reload
 // its history.
-func (h *Hub) backfill(r *http.Request, write func([]byte) bool, userID id.UserID, rooms []id.RoomID, lastID, start int64) bool {
+func (h *Hub) backfill(r *http.Request, write func([]byte) bool, userID id.UserID, follows map[id.RoomID]struct{}, lastID, start int64) bool {
 	ctx := r.Context()
 	oldest, err := h.db.EventLog.OldestPosition(ctx)
 	if err != nil {
 		return false
 	}
+	// start is at least the committed end of the log (Hub.subscribe), also
+	// on a replica whose hub lags behind: a position past it was never
+	// logged here (another database, or made up).
 	if lastID > start || (oldest > 0 && lastID < oldest-1) {
-		return write(encodeFrame(start, "reset", map[string]any{"reason": "position outside the stream's retention; reload history", "stream_pos": start}))
-	}
-	follows := make(map[id.RoomID]bool, len(rooms))
-	for _, roomID := range rooms {
-		follows[roomID] = true
+		return write(encodeNamedFrame(start, EventReset, map[string]any{"reason": "position outside the stream's retention; reload history", "stream_pos": start}))
 	}
 	for pos := lastID; pos < start; {
 		events, err := h.db.EventLog.After(ctx, pos, 500)
@@ -179,10 +231,10 @@ func (h *Hub) backfill(r *http.Request, write func([]byte) bool, userID id.UserI
 				return true
 			}
 			pos = evt.Position
-			if !follows[evt.RoomID] && !isAbout(evt, userID) {
+			if _, ok := follows[evt.RoomID]; !ok && !isAbout(evt, userID) {
 				continue
 			}
-			frame, err := h.fmt.frame(ctx, evt)
+			frame, _, err := h.fmt.frame(ctx, evt)
 			if err != nil || !write(frame) {
 				return false
 			}
@@ -208,30 +260,4 @@ func lastEventID(r *http.Request) (int64, bool, error) {
 		return 0, false, errors.New("bad Last-Event-ID")
 	}
 	return pos, true, nil
-}
-
-// rateLimiter is a token bucket for new streams.
-type rateLimiter struct {
-	mu     sync.Mutex
-	rate   float64
-	burst  float64
-	tokens float64
-	last   time.Time
-}
-
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
-}
-
-func (l *rateLimiter) allow() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
-	return true
 }

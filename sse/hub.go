@@ -5,6 +5,7 @@ package sse
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -23,9 +24,20 @@ type Config struct {
 	Buffer int `yaml:"buffer"`
 	// MaxPerUser bounds one user's simultaneous streams.
 	MaxPerUser int `yaml:"max_per_user"`
-	// ConnectRate and ConnectBurst bound new streams per second, bridge-wide.
+	// ConnectRate and ConnectBurst bound new streams per second, bridge-wide
+	// (beyond: 503).
 	ConnectRate  float64 `yaml:"connect_rate"`
 	ConnectBurst int     `yaml:"connect_burst"`
+	// The same per user and per client address (beyond: 429). A zero rate
+	// means no such limit.
+	ConnectRatePerUser     float64 `yaml:"connect_rate_per_user"`
+	ConnectBurstPerUser    int     `yaml:"connect_burst_per_user"`
+	ConnectRatePerAddress  float64 `yaml:"connect_rate_per_address"`
+	ConnectBurstPerAddress int     `yaml:"connect_burst_per_address"`
+	// TrustedProxies are the addresses or CIDR prefixes of reverse proxies
+	// whose X-Forwarded-For names the client address. Empty: the peer is
+	// the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Retention is how long events stay in the log for resuming streams;
 	// older positions get a reset event.
 	Retention time.Duration `yaml:"retention"`
@@ -40,21 +52,35 @@ type Config struct {
 // subscribers of its room. Subscribers are indexed by room and by user, so
 // one event costs work proportional to the people who should get it.
 type Hub struct {
-	db      *database.Database
-	cfg     Config
-	log     zerolog.Logger
-	wake    chan struct{}
-	fmt     *formatter
-	limiter *rateLimiter
-	parker  *parker
+	db     *database.Database
+	cfg    Config
+	log    zerolog.Logger
+	wake   chan struct{}
+	fmt    *formatter
+	limits *connectLimits
+	parker *parker
 	// started is closed once Run knows where the log ends.
 	started chan struct{}
+	hooks   hooks
 
 	mu       sync.Mutex
 	position int64
 	byRoom   map[id.RoomID]map[*subscriber]struct{}
 	byUser   map[id.UserID]map[*subscriber]struct{}
 	total    int
+}
+
+// hooks let tests stop the hub where interleavings matter; nil in
+// production.
+type hooks struct {
+	// beforeRegister runs when a new stream has read where it starts and
+	// is about to register (attempt counts from 1; see subscribe).
+	beforeRegister func(attempt int)
+	// beforeCatchUp runs each time the hub is about to read the log.
+	beforeCatchUp func(ctx context.Context)
+	// afterSubscribe and beforePark run in a stream's handler when it is
+	// registered, and when it is about to park.
+	afterSubscribe, beforePark func(*subscriber)
 }
 
 // NewHub builds a hub; Run starts it.
@@ -64,7 +90,7 @@ func NewHub(db *database.Database, cfg Config, log zerolog.Logger) *Hub {
 		log:     log.With().Str("component", "sse").Logger(),
 		wake:    make(chan struct{}, 1),
 		fmt:     newFormatter(db),
-		limiter: newRateLimiter(cfg.ConnectRate, cfg.ConnectBurst),
+		limits:  newConnectLimits(cfg),
 		started: make(chan struct{}),
 		byRoom:  make(map[id.RoomID]map[*subscriber]struct{}),
 		byUser:  make(map[id.UserID]map[*subscriber]struct{}),
@@ -127,6 +153,9 @@ func (h *Hub) Run(ctx context.Context) error {
 
 func (h *Hub) catchUp(ctx context.Context) error {
 	const batch = 500
+	if h.hooks.beforeCatchUp != nil {
+		h.hooks.beforeCatchUp(ctx)
+	}
 	for {
 		h.mu.Lock()
 		from := h.position
@@ -136,11 +165,11 @@ func (h *Hub) catchUp(ctx context.Context) error {
 			return err
 		}
 		for _, evt := range events {
-			frame, err := h.fmt.frame(ctx, evt)
+			frame, p, err := h.fmt.frame(ctx, evt)
 			if err != nil {
 				return err
 			}
-			h.deliver(evt, frame)
+			h.deliver(evt, frame, p.Portal)
 		}
 		if len(events) < batch {
 			return nil
@@ -152,29 +181,41 @@ func (h *Hub) catchUp(ctx context.Context) error {
 // hub's position past it. Membership changes of a subscriber's own user
 // change which rooms it follows: a join before delivery (the user sees its
 // own join), a leave after (the user sees its own leave, then nothing more).
-func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte) {
+// Other people's membership never cuts a stream off: a stream that is
+// behind gets it coalesced (offerOthersMembership). A subscriber skips what
+// its start already covers (from).
+func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte, portal *PortalInfo) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	isMember := evt.Type == event.StateMember.Type && evt.StateKey != nil
 	var target id.UserID
 	var membership event.Membership
-	if evt.Type == event.StateMember.Type && evt.StateKey != nil {
+	if isMember {
 		target, membership = id.UserID(*evt.StateKey), membershipOf(evt)
 		if membership == event.MembershipJoin {
 			for sub := range h.byUser[target] {
-				h.follow(sub, evt.RoomID)
+				if sub.from < evt.Position {
+					h.follow(sub, evt.RoomID)
+				}
 			}
 		}
 	}
 	var batch readyBatch
 	for sub := range h.byRoom[evt.RoomID] {
-		if !sub.offer(frame, &batch) {
+		switch {
+		case sub.from >= evt.Position:
+		case isMember && sub.user != target:
+			sub.offerOthersMembership(frame, memberNote{room: evt.RoomID, portal: portal, pos: evt.Position}, &batch)
+		case !sub.offer(frame, &batch):
 			h.dropLocked(sub, "too slow")
 		}
 	}
 	batch.flush()
-	if target != "" && membership != event.MembershipJoin {
+	if isMember && membership != event.MembershipJoin {
 		for sub := range h.byUser[target] {
-			h.unfollow(sub, evt.RoomID)
+			if sub.from < evt.Position {
+				h.unfollow(sub, evt.RoomID)
+			}
 		}
 	}
 	h.position = evt.Position
@@ -214,17 +255,90 @@ func (h *Hub) unfollow(sub *subscriber, roomID id.RoomID) {
 	}
 }
 
-// subscribe registers a stream for userID following rooms. It returns the
-// position from which live events will arrive: everything after it goes
-// through the subscriber, everything up to it must be read from the log.
-func (h *Hub) subscribe(userID id.UserID, rooms []id.RoomID, parked *parkedConn) (*subscriber, int64, error) {
+// subscribe registers a stream for userID. It returns the position from
+// which live events will arrive (everything after it goes through the
+// subscriber, everything up to it must be read from the log) and the rooms
+// the user is joined to as of that position.
+//
+// The rooms and the position must match exactly: a join or leave logged
+// between reading the rooms and registering would otherwise never be
+// applied. So both come from one database snapshot; if the hub has handed
+// out events past it meanwhile, the user's own membership changes up to
+// the hub's position are read from the log and applied before the
+// subscriber is registered (under the hub's lock, if the hub keeps
+// outrunning that), and if the hub is behind it (a replica that has not
+// caught up), the subscriber skips what its snapshot already holds.
+func (h *Hub) subscribe(ctx context.Context, userID id.UserID, parked *parkedConn) (*subscriber, int64, map[id.RoomID]struct{}, error) {
+	if h.userStreams(userID) >= h.cfg.MaxPerUser {
+		return nil, 0, nil, errTooManyStreams
+	}
+	snap, err := h.db.EventLog.StreamSnapshot(ctx, userID)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("failed to read the stream's start: %w", err)
+	}
+	rooms := make(map[id.RoomID]struct{}, len(snap.Rooms))
+	for _, roomID := range snap.Rooms {
+		rooms[roomID] = struct{}{}
+	}
+	pos := snap.Position
+	const unlockedAttempts = 3
+	for attempt := 1; ; attempt++ {
+		if h.hooks.beforeRegister != nil {
+			h.hooks.beforeRegister(attempt)
+		}
+		h.mu.Lock()
+		hubPos := h.position
+		if hubPos > pos && attempt > unlockedAttempts {
+			// The hub keeps moving: catch up while it waits.
+			err = h.applyOwnMembership(ctx, userID, rooms, pos, hubPos)
+			pos = hubPos
+		}
+		if err == nil && hubPos <= pos {
+			sub, err := h.registerLocked(userID, rooms, pos, parked)
+			h.mu.Unlock()
+			return sub, pos, rooms, err
+		}
+		h.mu.Unlock()
+		if err == nil {
+			err = h.applyOwnMembership(ctx, userID, rooms, pos, hubPos)
+			pos = hubPos
+		}
+		if err != nil {
+			return nil, 0, nil, err
+		}
+	}
+}
+
+// applyOwnMembership applies to rooms what userID's own member events
+// logged after position after, up to upTo, changed.
+func (h *Hub) applyOwnMembership(ctx context.Context, userID id.UserID, rooms map[id.RoomID]struct{}, after, upTo int64) error {
+	events, err := h.db.EventLog.MemberEventsBetween(ctx, userID, after, upTo)
+	if err != nil {
+		return fmt.Errorf("failed to read membership changes: %w", err)
+	}
+	for _, evt := range events {
+		if membershipOf(evt) == event.MembershipJoin {
+			rooms[evt.RoomID] = struct{}{}
+		} else {
+			delete(rooms, evt.RoomID)
+		}
+	}
+	return nil
+}
+
+func (h *Hub) userStreams(userID id.UserID) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return len(h.byUser[userID])
+}
+
+func (h *Hub) registerLocked(userID id.UserID, rooms map[id.RoomID]struct{}, from int64, parked *parkedConn) (*subscriber, error) {
 	if len(h.byUser[userID]) >= h.cfg.MaxPerUser {
-		return nil, 0, errTooManyStreams
+		return nil, errTooManyStreams
 	}
 	sub := newSubscriber(userID, h.cfg.Buffer, parked)
-	for _, roomID := range rooms {
+	sub.from = from
+	for roomID := range rooms {
 		h.follow(sub, roomID)
 	}
 	set := h.byUser[userID]
@@ -234,7 +348,7 @@ func (h *Hub) subscribe(userID id.UserID, rooms []id.RoomID, parked *parkedConn)
 	}
 	set[sub] = struct{}{}
 	h.total++
-	return sub, h.position, nil
+	return sub, nil
 }
 
 // drop unregisters a subscriber and closes it.

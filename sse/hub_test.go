@@ -17,33 +17,63 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/internal/harness"
 )
 
 type hubFixture struct {
 	db  *database.Database
 	hub *Hub
 	srv *httptest.Server
-	n   int
 }
 
-func newHubFixture(t *testing.T, cfg Config) *hubFixture {
+func newHubFixture(t *testing.T, cfg Config, setup ...func(*Hub, *httptest.Server)) *hubFixture {
 	t.Helper()
-	db, err := database.Open(database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(t.TempDir(), "hub.db") + "?_txlock=immediate"}, zerolog.Nop())
+	db, _ := openTestDB(t, "sqlite", "")
+	return startHub(t, db, cfg, setup...)
+}
+
+// openTestDB opens a fresh database of the engine, or, given uri, another
+// handle on an existing one (what a second replica has).
+func openTestDB(t *testing.T, engine, uri string) (*database.Database, string) {
+	t.Helper()
+	cfg := database.Config{Type: "sqlite3-fk-wal", URI: uri}
+	if engine == "postgres" {
+		cfg.Type = "postgres"
+		if uri == "" {
+			cfg.URI = harness.PostgresURI(t)
+		}
+	} else if uri == "" {
+		cfg.URI = "file:" + filepath.Join(t.TempDir(), "hub.db") + "?_txlock=immediate"
+	}
+	db, err := database.Open(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = db.Close() })
 	if err := db.Upgrade(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return db, cfg.URI
+}
+
+// startHub runs a hub on db behind a test server; setup sees both before
+// they start.
+func startHub(t *testing.T, db *database.Database, cfg Config, setup ...func(*Hub, *httptest.Server)) *hubFixture {
+	t.Helper()
 	hub := NewHub(db, cfg, zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = hub.Run(ctx) }()
 	// The test server trusts a user ID in the query: authentication is the
 	// client API's job, not the hub's.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hub.Serve(w, r, id.UserID(r.URL.Query().Get("user")))
 	}))
-	t.Cleanup(func() { srv.Close(); cancel(); _ = db.Close() })
+	for _, fn := range setup {
+		fn(hub, srv)
+	}
+	srv.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hub.Run(ctx) }()
+	t.Cleanup(func() { srv.Close(); cancel(); <-done })
 	<-hub.Started()
 	return &hubFixture{db: db, hub: hub, srv: srv}
 }
@@ -66,26 +96,46 @@ func bothModes(t *testing.T, fn func(t *testing.T, cfg Config)) {
 }
 
 // push logs events as a Synapse transaction would, and wakes the hub.
-func (f *hubFixture) push(t *testing.T, events ...*database.LoggedEvent) {
+func (f *hubFixture) push(t *testing.T, events ...*database.LoggedEvent) []*database.LoggedEvent {
 	t.Helper()
-	f.n++
-	written, err := f.db.EventLog.AppendTransaction(context.Background(), fmt.Sprint(f.n), database.TxnDigest(events, nil), events)
+	written, err := f.pushErr(events...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return written
+}
+
+// pushErr is push for goroutines other than the test's.
+func (f *hubFixture) pushErr(events ...*database.LoggedEvent) ([]*database.LoggedEvent, error) {
+	written, err := f.log(events...)
+	if err != nil {
+		return nil, err
 	}
 	f.hub.Wake()
 	// Wait until the hub has handed the events out, so a stream opened
 	// next starts after them.
-	last := written[len(written)-1].Position
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	return written, f.waitHub(written[len(written)-1].Position)
+}
+
+// log writes events to the log without waking the hub.
+func (f *hubFixture) log(events ...*database.LoggedEvent) ([]*database.LoggedEvent, error) {
+	txn := fmt.Sprint(txnSeq.Add(1))
+	return f.db.EventLog.AppendTransaction(context.Background(), txn, database.TxnDigest(events, nil), events)
+}
+
+var txnSeq atomic.Int64
+
+// waitHub waits until the hub has handed out position pos.
+func (f *hubFixture) waitHub(pos int64) error {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
 		f.hub.mu.Lock()
-		pos := f.hub.position
+		at := f.hub.position
 		f.hub.mu.Unlock()
-		if pos >= last {
-			return
+		if at >= pos {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hub stuck at %d, want %d", pos, last)
+			return fmt.Errorf("hub stuck at %d, want %d", at, pos)
 		}
 	}
 }
@@ -250,7 +300,7 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	// A subscriber that never reads: its buffer fills and it is dropped,
 	// while a reading stream of the same room is unaffected.
-	slow, _, err := f.hub.subscribe("@u:test", []id.RoomID{"!a"}, nil)
+	slow, _, _, err := f.hub.subscribe(context.Background(), "@u:test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

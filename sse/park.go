@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -27,27 +29,54 @@ const (
 	retryDelay = 100 * time.Millisecond
 )
 
+// Why a stream could not be parked; its handler closes the connection.
+var (
+	// errStreamClosed: the stream was dropped (too slow, shutting down)
+	// before it was parked.
+	errStreamClosed = errors.New("stream closed before it was parked")
+	// errParkerStopped: the hub is shutting down.
+	errParkerStopped = errors.New("parked streams are shut down")
+)
+
 // parker owns the parked connections.
 type parker struct {
 	hub   *Hub
-	epfd  int
 	ready chan []*parkedConn
+	// kick wakes a writer for the overflow.
+	kick chan struct{}
+	stop chan struct{}
 
-	mu     sync.Mutex
-	conns  map[uint64]*parkedConn
-	nextID uint64
+	mu    sync.Mutex
+	epfd  int // guarded by mu once watch may close it
+	conns map[uint64]*parkedConn
+	// stopped is set when epfd is closed: nothing is parked after that.
+	stopped bool
+	nextID  uint64
+
+	// overflow holds what did not fit into ready. It is bounded by the
+	// number of parked connections: a connection is scheduled again only
+	// after a writer has taken it.
+	overflowMu  sync.Mutex
+	overflow    []*parkedConn
+	hasOverflow atomic.Bool
 }
 
 // parkedConn is one taken-over stream.
 type parkedConn struct {
 	id    uint64
 	p     *parker
-	conn  net.Conn
-	fd    int // conn's descriptor, for the writers; valid while the conn is open
 	sub   *subscriber
 	limit int
+	// behind is the queue length from which others' membership is noted
+	// instead of queued (see subscriber.offerOthersMembership).
+	behind int
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// conn is set when the handler has taken the connection over, fd
+	// when it is parked; the writers use fd only while the conn is open.
+	conn   net.Conn
+	fd     int
+	notes  memberNotes
 	queue  [][]byte
 	spare  [][]byte // the writer's last batch, reused for the next queue
 	unsent []byte
@@ -92,11 +121,26 @@ func newParker(h *Hub, writers int) (*parker, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &parker{hub: h, epfd: epfd, ready: make(chan []*parkedConn, 1<<12), conns: make(map[uint64]*parkedConn)}
+	p := &parker{hub: h, epfd: epfd, ready: make(chan []*parkedConn, 1<<12), kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), conns: make(map[uint64]*parkedConn)}
 	for range writers {
 		go p.writer()
 	}
 	return p, nil
+}
+
+// shutdown closes the epoll instance and stops the writers. The descriptor
+// number is closed under the lock that park holds while using it, so park
+// never adds a connection to whatever reuses the number.
+func (p *parker) shutdown() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	_ = unix.Close(p.epfd)
+	close(p.stop)
 }
 
 // newConn prepares a parked connection; until release, frames only queue.
@@ -104,12 +148,34 @@ func (p *parker) newConn(limit int) *parkedConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.nextID++
-	return &parkedConn{id: p.nextID, p: p, limit: limit, busy: true, fd: -1}
+	return &parkedConn{id: p.nextID, p: p, limit: limit, behind: behindAt(limit), busy: true, fd: -1}
 }
 
-// park starts watching conn for the peer closing.
-func (p *parker) park(pc *parkedConn, conn net.Conn) error {
-	sc, ok := conn.(syscall.Conn)
+// attach records the connection its handler has taken over. false means
+// the stream was dropped meanwhile: the handler must close conn itself.
+func (pc *parkedConn) attach(conn net.Conn) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.closed {
+		return false
+	}
+	pc.conn = conn
+	return true
+}
+
+// park starts watching the attached connection for the peer closing. It
+// fails when the stream was dropped before (errStreamClosed) or the hub is
+// shutting down (errParkerStopped); the connection is then the handler's
+// to close. The stream's lock is held throughout, so a concurrent close
+// either comes first (and park refuses) or finds the connection parked
+// (and closes it).
+func (p *parker) park(pc *parkedConn) error {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.closed {
+		return errStreamClosed
+	}
+	sc, ok := pc.conn.(syscall.Conn)
 	if !ok {
 		return errors.New("connection has no file descriptor")
 	}
@@ -119,27 +185,27 @@ func (p *parker) park(pc *parkedConn, conn net.Conn) error {
 	}
 	var ctlErr error
 	err = raw.Control(func(fd uintptr) {
-		pc.mu.Lock()
-		pc.conn, pc.fd = conn, int(fd)
-		pc.mu.Unlock()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.stopped {
+			ctlErr = errParkerStopped
+			return
+		}
 		evt := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLET,
 			Fd: int32(uint32(pc.id)), Pad: int32(uint32(pc.id >> 32))}
-		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &evt)
+		if ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &evt); ctlErr == nil {
+			pc.fd = int(fd)
+			p.conns[pc.id] = pc
+		}
 	})
-	if err = errors.Join(err, ctlErr); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.conns[pc.id] = pc
-	p.mu.Unlock()
-	return nil
+	return errors.Join(err, ctlErr)
 }
 
 // release hands the connection from its handler to the writers.
 func (pc *parkedConn) release() {
 	pc.mu.Lock()
 	pc.busy = false
-	pending := len(pc.queue) > 0
+	pending := len(pc.queue) > 0 || !pc.notes.empty()
 	if pending {
 		pc.busy = true
 	}
@@ -154,6 +220,11 @@ func (pc *parkedConn) release() {
 // when batch is nil.
 func (pc *parkedConn) offer(frame []byte, batch *readyBatch) bool {
 	pc.mu.Lock()
+	if pc.closed {
+		// Dropped: nothing will be sent, and it is not too slow.
+		pc.mu.Unlock()
+		return true
+	}
 	if len(pc.queue) >= pc.limit {
 		pc.mu.Unlock()
 		return false
@@ -162,6 +233,36 @@ func (pc *parkedConn) offer(frame []byte, batch *readyBatch) bool {
 	schedule := !pc.busy
 	pc.busy = true
 	pc.mu.Unlock()
+	pc.scheduled(schedule, batch)
+	return true
+}
+
+// offerOthersMembership queues a member event about someone else while the
+// connection keeps up and only notes it once it is behind; it never fails
+// (see subscriber.offerOthersMembership). A connection with notes is busy
+// (its queue or unsent bytes are not empty), so a writer will get to it
+// and turn the notes into frames when it has drained the rest.
+func (pc *parkedConn) offerOthersMembership(frame []byte, note memberNote, batch *readyBatch) {
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		return
+	}
+	if !pc.notes.empty() || len(pc.queue) >= pc.behind || len(pc.unsent) > 0 {
+		pc.notes.add(note)
+		pc.mu.Unlock()
+		return
+	}
+	pc.queue = append(pc.queue, frame)
+	schedule := !pc.busy
+	pc.busy = true
+	pc.mu.Unlock()
+	pc.scheduled(schedule, batch)
+}
+
+// scheduled hands a connection that became busy to the writers: through
+// batch, or at once when batch is nil.
+func (pc *parkedConn) scheduled(schedule bool, batch *readyBatch) {
 	switch {
 	case !schedule:
 	case batch != nil:
@@ -169,7 +270,6 @@ func (pc *parkedConn) offer(frame []byte, batch *readyBatch) bool {
 	default:
 		pc.p.schedule(pc)
 	}
-	return true
 }
 
 func (p *parker) schedule(pc *parkedConn) { p.scheduleAll([]*parkedConn{pc}) }
@@ -178,19 +278,58 @@ func (p *parker) scheduleAll(conns []*parkedConn) {
 	select {
 	case p.ready <- conns:
 	default:
-		// The ready queue is full: do not block the hub's lock holder.
-		go func() { p.ready <- conns }()
+		// The ready queue is full: the hub's lock holder must not wait,
+		// and a goroutine per overflow would be unbounded. The overflow
+		// list is bounded (see parker.overflow); a writer is kicked.
+		p.overflowMu.Lock()
+		p.overflow = append(p.overflow, conns...)
+		p.hasOverflow.Store(true)
+		p.overflowMu.Unlock()
+		select {
+		case p.kick <- struct{}{}:
+		default: // a kick is pending: its writer takes the overflow after this append
+		}
 	}
 }
 
 // writer sends what parked connections have queued: several frames leave
 // in one sendmsg.
 func (p *parker) writer() {
-	for batch := range p.ready {
-		for _, pc := range batch {
-			pc.write()
+	for {
+		select {
+		case batch := <-p.ready:
+			for _, pc := range batch {
+				pc.write()
+			}
+		case <-p.kick:
+		case <-p.stop:
+			return
+		}
+		if p.hasOverflow.Load() {
+			for _, pc := range p.takeOverflow() {
+				pc.write()
+			}
 		}
 	}
+}
+
+// takeOverflow takes up to a batch of the overflow, kicking another writer
+// when more is left.
+func (p *parker) takeOverflow() []*parkedConn {
+	p.overflowMu.Lock()
+	defer p.overflowMu.Unlock()
+	n := min(len(p.overflow), batchSize)
+	taken := slices.Clone(p.overflow[:n])
+	p.overflow = append(p.overflow[:0], p.overflow[n:]...)
+	if len(p.overflow) == 0 {
+		p.hasOverflow.Store(false)
+	} else {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+	return taken
 }
 
 // write sends what the connection has queued, as far as the socket takes
@@ -213,6 +352,9 @@ func (pc *parkedConn) beginWrite() ([][]byte, int, bool) {
 		pc.busy = false
 		return nil, -1, false
 	}
+	if len(pc.queue) == 0 && len(pc.unsent) == 0 {
+		pc.queue = append(pc.queue, pc.notes.take(pc.behind)...)
+	}
 	bufs := pc.queue
 	if len(pc.unsent) > 0 {
 		bufs = append([][]byte{pc.unsent}, bufs...)
@@ -229,12 +371,17 @@ func (pc *parkedConn) endWrite(bufs [][]byte, rest []byte, err error) {
 	pc.mu.Lock()
 	pc.writing = false
 	if pc.closed {
+		conn := pc.conn
 		pc.mu.Unlock()
-		pc.closeConn()
+		_ = conn.Close()
 		return
 	}
 	pc.spare = bufs[:0]
 	pc.unsent = rest
+	if len(pc.queue) == 0 && len(rest) == 0 {
+		// Caught up: now the rooms whose members changed meanwhile.
+		pc.queue = append(pc.queue, pc.notes.take(pc.behind)...)
+	}
 	again := len(pc.queue) > 0 || len(rest) > 0
 	pc.busy = again
 	tooSlow := len(rest) > maxPending
@@ -253,30 +400,32 @@ func (pc *parkedConn) endWrite(bufs [][]byte, rest []byte, err error) {
 
 // close forgets a parked connection and closes it, at once or, when a
 // writer is using its descriptor, as soon as the writer is done.
+// A connection closed before its handler attached it is closed by the
+// handler (see attach).
 func (pc *parkedConn) close() {
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		return
+	}
+	pc.closed = true
+	writing, conn := pc.writing, pc.conn
+	pc.queue, pc.spare, pc.unsent, pc.notes = nil, nil, nil, memberNotes{}
+	pc.mu.Unlock()
 	pc.p.mu.Lock()
 	delete(pc.p.conns, pc.id)
 	pc.p.mu.Unlock()
-	pc.mu.Lock()
-	pc.closed = true
-	writing := pc.writing
-	pc.queue, pc.spare, pc.unsent = nil, nil, nil
-	pc.mu.Unlock()
-	if !writing {
-		pc.closeConn()
-	}
-}
-
-func (pc *parkedConn) closeConn() {
-	if pc.conn != nil {
-		_ = pc.conn.Close() // closing the descriptor also removes it from epoll
+	if !writing && conn != nil {
+		_ = conn.Close() // closing the descriptor also removes it from epoll
 	}
 }
 
 // watch reports peers that closed their end, until ctx ends.
 func (p *parker) watch(ctx context.Context) {
+	defer p.shutdown()
 	events := make([]unix.EpollEvent, 256)
 	for ctx.Err() == nil {
+		// Only watch closes epfd (in shutdown, after this loop).
 		n, err := unix.EpollWait(p.epfd, events, 500)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
@@ -295,7 +444,6 @@ func (p *parker) watch(ctx context.Context) {
 			}
 		}
 	}
-	_ = unix.Close(p.epfd)
 }
 
 // heartbeat queues a comment on every parked connection.

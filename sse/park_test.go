@@ -2,9 +2,13 @@ package sse
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,7 +25,7 @@ func testParker(t *testing.T) *parker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = unix.Close(p.epfd) })
+	t.Cleanup(p.shutdown)
 	return p
 }
 
@@ -30,7 +34,10 @@ func parkedTestConn(t *testing.T, p *parker, conn net.Conn) *parkedConn {
 	t.Helper()
 	pc := p.newConn(16)
 	newSubscriber("@a:test", 16, pc)
-	if err := p.park(pc, conn); err != nil {
+	if !pc.attach(conn) {
+		t.Fatal("attach refused")
+	}
+	if err := p.park(pc); err != nil {
 		t.Fatal(err)
 	}
 	return pc
@@ -199,5 +206,170 @@ func TestWriteNowReportsABrokenConnection(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("sending to a reset connection succeeded")
+	}
+}
+
+// streamEnds fails unless the server ends the stream (the request fails,
+// or its body ends) rather than leaving the client waiting in silence.
+func streamEnds(t *testing.T, url string) {
+	t.Helper()
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("the stream was left open in silence: %v", err)
+		}
+		return // closed before an answer: the client retries
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("the stream was left open in silence: %v", err)
+		}
+	}
+}
+
+func parkedConns(p *parker) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// A stream dropped while its handler sets it up — before the handler took
+// the connection over, or after but before it was parked — ends: its
+// connection is closed (so the client reconnects, instead of waiting on a
+// stream that gets neither events nor heartbeats), and nothing of it stays
+// parked.
+func TestStreamDroppedBeforeParkingIsClosed(t *testing.T) {
+	for _, when := range []string{"before take-over", "before park"} {
+		t.Run(when, func(t *testing.T) {
+			t.Parallel()
+			cfg := testCfg()
+			cfg.Heartbeat = 50 * time.Millisecond
+			f := newHubFixture(t, cfg, func(h *Hub, _ *httptest.Server) {
+				drop := func(sub *subscriber) { h.drop(sub, "dropped by the test") }
+				if when == "before park" {
+					h.hooks.beforePark = drop
+				} else {
+					h.hooks.afterSubscribe = drop
+				}
+			})
+			streamEnds(t, f.srv.URL+"?user=@u:test")
+			if n := parkedConns(f.hub.parkerOf()); n != 0 || f.hub.Connections() != 0 {
+				t.Fatalf("%d parked, %d streams left", n, f.hub.Connections())
+			}
+		})
+	}
+}
+
+// Closing a stream while its handler attaches the connection: whichever
+// comes first, the connection ends up closed exactly once, by the one who
+// knows of it; never left open. Run with -race: close reads the
+// connection under the lock attach writes it under.
+func TestCloseRacingAttachNeverLeavesTheConnectionOpen(t *testing.T) {
+	p := testParker(t)
+	for range 50 {
+		server, client := tcpPair(t)
+		pc := p.newConn(16)
+		newSubscriber("@a:test", 16, pc)
+		attached := make(chan bool)
+		go func() { attached <- pc.attach(server) }()
+		go pc.close()
+		if !<-attached {
+			_ = server.Close() // what the handler does when attach refuses
+		}
+		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := client.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("the connection was left open: %v", err)
+		}
+	}
+}
+
+// After the parker has shut down, park refuses, and never touches the
+// epoll descriptor number, which the kernel may have handed to another
+// epoll instance meanwhile.
+func TestParkAfterShutdownTouchesNoReusedDescriptor(t *testing.T) {
+	p := testParker(t)
+	old := p.epfd
+	p.shutdown()
+	other, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(other)
+	if other != old {
+		t.Logf("epoll descriptor %d was not reused; the check is weaker", old)
+	}
+	server, client := tcpPair(t)
+	pc := p.newConn(16)
+	newSubscriber("@a:test", 16, pc)
+	if !pc.attach(server) {
+		t.Fatal("attach refused")
+	}
+	if err := p.park(pc); !errors.Is(err, errParkerStopped) {
+		t.Fatalf("park after shutdown: %v", err)
+	}
+	_ = client.Close()
+	events := make([]unix.EpollEvent, 4)
+	if n, _ := unix.EpollWait(other, events, 100); n != 0 {
+		t.Fatal("a stream was added to another epoll instance")
+	}
+	if parkedConns(p) != 0 {
+		t.Fatal("a stream was parked after shutdown")
+	}
+}
+
+// A dropped stream takes no more frames (a heartbeat would otherwise queue
+// on it forever).
+func TestClosedStreamTakesNoFrames(t *testing.T) {
+	p := testParker(t)
+	server, _ := tcpPair(t)
+	pc := parkedTestConn(t, p, server)
+	pc.close()
+	if !pc.offer(heartbeatFrame, nil) {
+		t.Fatal("a closed stream counts as too slow")
+	}
+	pc.offerOthersMembership([]byte("x"), memberNote{room: "!a", pos: 1}, nil)
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if len(pc.queue) != 0 || !pc.notes.empty() {
+		t.Fatalf("a closed stream queued %d frames", len(pc.queue))
+	}
+}
+
+// When the writers' queue is full, what does not fit waits in a list —
+// no goroutine per overflow — and the writers get to all of it, also when
+// they were idle when it was added.
+func TestScheduleOverflowIsServedWithoutGoroutines(t *testing.T) {
+	p := testParker(t)
+	for range cap(p.ready) {
+		p.schedule(p.newConn(16))
+	}
+	before := runtime.NumGoroutine()
+	over := make([]*parkedConn, 500)
+	for i := range over {
+		over[i] = p.newConn(16)
+		p.schedule(over[i])
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 50 {
+		t.Fatalf("%d goroutines started for an overflow of %d", grown, len(over))
+	}
+	// The writers took everything from the channel and are idle now.
+	for range cap(p.ready) {
+		<-p.ready
+	}
+	go p.writer()
+	for _, pc := range over {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			pc.mu.Lock()
+			busy := pc.busy
+			pc.mu.Unlock()
+			if !busy {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("an overflowed stream never reached a writer")
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/event"
@@ -116,29 +117,95 @@ func (f *formatter) payload(ctx context.Context, evt *database.LoggedEvent) (*Pa
 	return p, nil
 }
 
-func (f *formatter) frame(ctx context.Context, evt *database.LoggedEvent) ([]byte, error) {
+func (f *formatter) frame(ctx context.Context, evt *database.LoggedEvent) ([]byte, *Payload, error) {
 	p, err := f.payload(ctx, evt)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return encodeFrame(evt.Position, evt.Type, p), nil
+	return encodeFrame(evt.Position, evt.Type, p), p, nil
 }
 
-// encodeFrame writes one SSE event; pos 0 means no id line (ephemeral).
-func encodeFrame(pos int64, eventType string, data any) []byte {
-	var b bytes.Buffer
-	if pos > 0 {
-		b.WriteString("id: ")
-		b.WriteString(strconv.FormatInt(pos, 10))
-		b.WriteByte('\n')
+// The stream's event names. The event: line only ever carries one of these
+// fixed names, never text from an event: an event type is chosen by whoever
+// sends the event (any room member, any federated server), and a line break
+// in it would let them write frames of their own into every member's
+// stream. The real type is always inside the data, in event.type.
+const (
+	// EventOther names every logged or ephemeral event whose type is not
+	// one of the named ones.
+	EventOther = "m.event"
+	// EventReset tells the page that its position is outside the log:
+	// reload history.
+	EventReset = "reset"
+	// EventMembers tells the page that others' membership of a room
+	// changed while the stream was behind (see offerOthersMembership).
+	EventMembers = "members"
+)
+
+var namedEvents = map[string]string{
+	event.EventMessage.Type:          event.EventMessage.Type,
+	event.EventReaction.Type:         event.EventReaction.Type,
+	event.EventRedaction.Type:        event.EventRedaction.Type,
+	event.StateMember.Type:           event.StateMember.Type,
+	event.EphemeralEventTyping.Type:  event.EphemeralEventTyping.Type,
+	event.EphemeralEventReceipt.Type: event.EphemeralEventReceipt.Type,
+}
+
+// eventName is the event: name of a Matrix event type.
+func eventName(eventType string) string {
+	if name, ok := namedEvents[eventType]; ok {
+		return name
 	}
-	b.WriteString("event: ")
-	b.WriteString(eventType)
-	b.WriteString("\ndata: ")
-	raw, _ := json.Marshal(data)
-	b.Write(raw)
-	b.WriteString("\n\n")
-	return b.Bytes()
+	return EventOther
+}
+
+// encodeFrame writes one SSE event of a Matrix event type; pos 0 means no
+// id line (ephemeral).
+func encodeFrame(pos int64, eventType string, data any) []byte {
+	return encodeNamedFrame(pos, eventName(eventType), data)
+}
+
+// nel is U+0085, NEXT LINE.
+var nel = []byte("\u0085")
+
+// unencodable is the data of a frame whose payload could not be encoded
+// (an event that is not JSON): the frame still arrives, well formed, so the
+// position moves on.
+var unencodable = []byte(`{"error":"event could not be encoded"}`)
+
+// encodeNamedFrame writes one SSE event named name, which must be one of
+// the fixed names above. The data line is JSON as encoding/json writes it:
+// no raw line breaks (SSE ends a line at CR, LF or CRLF), control
+// characters, NUL, U+0085, U+2028 and U+2029 inside strings are escaped,
+// whitespace between tokens is dropped; bytes that are not UTF-8 become
+// U+FFFD.
+func encodeNamedFrame(pos int64, name string, data any) []byte {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		raw = unencodable
+	}
+	if !utf8.Valid(raw) {
+		// Invalid bytes can only be inside strings (anything else is not
+		// JSON), where U+FFFD keeps the JSON valid.
+		raw = bytes.ToValidUTF8(raw, []byte(`\ufffd`))
+	}
+	if bytes.Contains(raw, nel) {
+		// Not a line break to SSE, but to parsers that split lines the
+		// way Python's str.splitlines does, as U+2028 and U+2029 are
+		// (which encoding/json escapes already).
+		raw = bytes.ReplaceAll(raw, nel, []byte(`\u0085`))
+	}
+	b := make([]byte, 0, len(raw)+len(name)+40)
+	if pos > 0 {
+		b = append(b, "id: "...)
+		b = strconv.AppendInt(b, pos, 10)
+		b = append(b, '\n')
+	}
+	b = append(b, "event: "...)
+	b = append(b, name...)
+	b = append(b, "\ndata: "...)
+	b = append(b, raw...)
+	return append(b, "\n\n"...)
 }
 
 func (f *formatter) portal(ctx context.Context, roomID id.RoomID) (*PortalInfo, error) {

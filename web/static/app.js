@@ -194,10 +194,14 @@ async function connect() {
   const handle = (e) => {
     if (e.lastEventId) state.lastEventId = e.lastEventId;
     const p = JSON.parse(e.data);
-    if (e.type === "m.room.member") { loadRooms(); }
+    // Only our own joins and leaves change the room list; others' are
+    // shown by nothing on this page (nor are "members" events).
+    if (e.type === "m.room.member" && p.event.state_key === state.me) { loadRooms(); }
     render(p);
   };
-  for (const type of ["m.room.message", "m.reaction", "m.room.redaction", "m.room.member"]) source.addEventListener(type, handle);
+  // The event names are a fixed set; any other Matrix type comes as
+  // m.event (its real type in p.event.type), which render ignores.
+  for (const type of ["m.room.message", "m.reaction", "m.room.redaction", "m.room.member", "m.event"]) source.addEventListener(type, handle);
   source.addEventListener("m.typing", (e) => showTyping(JSON.parse(e.data)));
   source.addEventListener("reset", (e) => {
     state.lastEventId = e.lastEventId || "";
