@@ -43,6 +43,11 @@ type AvatarConfig struct {
 	Timeout  time.Duration `yaml:"timeout"`
 	// AllowHTTP also accepts plain http:// URLs (for development only).
 	AllowHTTP bool `yaml:"allow_http"`
+	// AllowPrivateAddresses lets downloads connect to loopback, private,
+	// link-local and other non-public addresses (for development and
+	// tests only: it lets whoever provisions users make the bridge fetch
+	// from internal hosts).
+	AllowPrivateAddresses bool `yaml:"allow_private_addresses"`
 }
 
 var historyVisibilities = map[string]bool{"invited": true, "joined": true, "shared": true, "world_readable": true}
