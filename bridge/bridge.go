@@ -240,7 +240,9 @@ func (b *Bridge) Addr() net.Addr { return b.listener.Addr() }
 
 func (b *Bridge) router() http.Handler {
 	// Encoded paths keep an escaped "/" inside a slug from splitting it.
-	r := mux.NewRouter().UseEncodedPath()
+	// Paths are never cleaned by a redirect: CanonicalPaths answers a Matrix
+	// error to "//", "." and ".." instead.
+	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(api.NotFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(api.MethodNotAllowed)
 	b.AS.Register(r)
@@ -258,7 +260,7 @@ func (b *Bridge) router() http.Handler {
 	}).Methods(http.MethodGet)
 	r.HandleFunc("/_matrix/mau/ready", b.ready).Methods(http.MethodGet)
 	r.Handle("/metrics", promhttp.HandlerFor(b.metrics, promhttp.HandlerOpts{})).Methods(http.MethodGet)
-	return r
+	return api.CanonicalPaths(r)
 }
 
 // ready answers 200 when both the homeserver and the database work, 503

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
@@ -34,6 +36,24 @@ const cursorKey = "commands.cursor"
 // maxCommandAge: commands older than this (say, sent during a long outage)
 // are not run when they are finally read.
 const maxCommandAge = 10 * time.Minute
+
+// A user without permission who sends the bot a command is told once that
+// they may not, and then not again for refusalInterval: an answer to every
+// message would let anyone in a portal room make the bot talk as often as
+// they like. At most maxRefusalsTracked users are remembered; when more
+// are refused within the interval, the longest-ago refused may be told
+// again early.
+const (
+	refusalInterval    = 10 * time.Minute
+	maxRefusalsTracked = 4096
+)
+
+// Texts of the bot's refusals.
+const (
+	refusalNotice = "Sorry, you may not use this bot: `%s` is not in the bridge's permissions. " +
+		"I will ignore your commands and not say this again for %d minutes."
+	declineReason = "Not allowed to use this bridge's bot (not in its permissions)"
+)
 
 // Config configures the bot's command handling.
 type Config struct {
@@ -60,6 +80,8 @@ type Processor struct {
 	wake     chan struct{}
 	commands map[string]*command
 	started  time.Time
+	// refused holds users recently told they may not use the bot.
+	refused *expirable.LRU[id.UserID, struct{}]
 }
 
 // New builds the processor; Run starts it.
@@ -69,6 +91,7 @@ func New(cfg Config, db *database.Database, hs *appservice.Homeserver, portals *
 		log:     log.With().Str("component", "commands").Logger(),
 		wake:    make(chan struct{}, 1),
 		started: time.Now(),
+		refused: expirable.NewLRU[id.UserID, struct{}](maxRefusalsTracked, nil, refusalInterval),
 	}
 	p.commands = p.commandTable()
 	return p
@@ -204,7 +227,8 @@ func (p *Processor) handleBotMembership(ctx context.Context, logged *database.Lo
 	case event.MembershipInvite:
 		if p.Level(logged.Sender) == LevelNone {
 			log.Info().Msg("Declining invite from user without permission")
-			if _, err := bot.LeaveRoom(ctx, logged.RoomID); err != nil {
+			// The reason is what the inviter sees as the answer.
+			if _, err := bot.LeaveRoom(ctx, logged.RoomID, &mautrix.ReqLeave{Reason: declineReason}); err != nil {
 				log.Warn().Err(err).Msg("Failed to decline invite")
 			}
 			return
@@ -228,10 +252,6 @@ func (p *Processor) handleBotMembership(ctx context.Context, logged *database.Lo
 }
 
 func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEvent) {
-	level := p.Level(logged.Sender)
-	if level == LevelNone {
-		return
-	}
 	evt, err := parse(logged)
 	if err != nil {
 		return
@@ -240,13 +260,21 @@ func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEv
 	if msg.MsgType != event.MsgText || msg.RelatesTo.GetReplaceID() != "" {
 		return
 	}
+	level := p.Level(logged.Sender)
 	text := strings.TrimSpace(msg.Body)
-	management, err := p.db.Bot.IsManagementRoom(ctx, logged.RoomID)
-	if err != nil {
-		p.log.Err(err).Msg("Failed to check management room")
-		return
+	rest, prefixed := strings.CutPrefix(text, p.cfg.Prefix)
+	prefixed = prefixed && (rest == "" || rest[0] == ' ')
+	// A message is a command when it has the prefix, or when it is sent in
+	// a management room. Commands of permitted users are also told whether
+	// the room is one; a refusal needs not know.
+	var management bool
+	if !prefixed || level != LevelNone {
+		if management, err = p.db.Bot.IsManagementRoom(ctx, logged.RoomID); err != nil {
+			p.log.Err(err).Msg("Failed to check management room")
+			return
+		}
 	}
-	if rest, ok := strings.CutPrefix(text, p.cfg.Prefix); ok && (rest == "" || rest[0] == ' ') {
+	if prefixed {
 		text = strings.TrimSpace(rest)
 	} else if !management {
 		return
@@ -255,10 +283,27 @@ func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEv
 		p.log.Info().Stringer("event_id", logged.EventID).Dur("age", age).Msg("Skipping stale command")
 		return
 	}
+	if level == LevelNone {
+		p.refuse(ctx, logged)
+		return
+	}
 	req := &request{p: p, evt: logged, level: level, management: management}
 	req.args = strings.Fields(text)
 	reply := p.dispatch(ctx, req)
 	p.reply(ctx, logged.RoomID, logged.EventID, reply)
+}
+
+// refuse tells the sender of a command that they may not use the bot,
+// unless they were told so within refusalInterval.
+func (p *Processor) refuse(ctx context.Context, logged *database.LoggedEvent) {
+	log := p.log.With().Stringer("sender", logged.Sender).Stringer("room_id", logged.RoomID).Logger()
+	if p.refused.Contains(logged.Sender) {
+		log.Debug().Msg("Ignoring command from user without permission")
+		return
+	}
+	p.refused.Add(logged.Sender, struct{}{})
+	log.Info().Msg("Refusing command from user without permission")
+	p.reply(ctx, logged.RoomID, logged.EventID, fmt.Sprintf(refusalNotice, logged.Sender, int(refusalInterval/time.Minute)))
 }
 
 // reply sends a notice rendered from Markdown, as a reply to inReplyTo.
