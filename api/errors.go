@@ -44,6 +44,12 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 		mautrix.MNotJSON.WithMessage("Request body is not valid JSON").Write(w)
 		return false
 	}
+	// Decoding null (or nothing but spaces around it) into a struct
+	// succeeds and would read as a request with every field empty.
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		mautrix.MBadJSON.WithMessage("Request body must be a JSON object").Write(w)
+		return false
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
