@@ -1,0 +1,1059 @@
+/**
+ * Generated from api/openapi.yaml by `npm run generate` (openapi-typescript).
+ * Do not edit: change the spec and regenerate; `npm run check:generated`
+ * fails when this file is out of date.
+ */
+
+export interface paths {
+    "/_openmeet/provision/v1/tenants/{tenant}/users/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a ghost */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: components["responses"]["User"];
+                404: components["responses"]["Error"];
+            };
+        };
+        /** Create or update a ghost */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["UserRequest"];
+                };
+            };
+            responses: {
+                200: components["responses"]["User"];
+                202: components["responses"]["User"];
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/provision/v1/tenants/{tenant}/{kind}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List portals by slug */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    after?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of portals */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PortalList"];
+                    };
+                };
+                400: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/provision/v1/tenants/{tenant}/{kind}/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a portal */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: components["responses"]["Portal"];
+                404: components["responses"]["Error"];
+            };
+        };
+        /** Create, update or reopen a portal */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["PortalRequest"];
+                };
+            };
+            responses: {
+                200: components["responses"]["Portal"];
+                202: components["responses"]["Portal"];
+                400: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+            };
+        };
+        post?: never;
+        /** Close a portal */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: components["responses"]["Portal"];
+                202: components["responses"]["Portal"];
+                404: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/provision/v1/tenants/{tenant}/{kind}/{slug}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a portal's desired members */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Members */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            members: components["schemas"]["Member"][];
+                        };
+                    };
+                };
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/provision/v1/tenants/{tenant}/{kind}/{slug}/members:batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Set and remove many members at once, all or nothing */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["BatchRequest"];
+                };
+            };
+            responses: {
+                200: components["responses"]["Batch"];
+                202: components["responses"]["Batch"];
+                400: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/provision/v1/tenants/{tenant}/{kind}/{slug}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a member */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The member */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Member"];
+                    };
+                };
+                404: components["responses"]["Error"];
+            };
+        };
+        /** Make a ghost a member with a role */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["MemberRequest"];
+                };
+            };
+            responses: {
+                /** @description The member, once Synapse has it and has pushed it to the bridge: the user can use the room through the client API at once */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Member"];
+                    };
+                };
+                202: components["responses"]["Batch"];
+                400: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+            };
+        };
+        post?: never;
+        /** Take a ghost out of the portal */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                200: components["responses"]["Batch"];
+                202: components["responses"]["Batch"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/whoami": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The user */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            user_id: string;
+                            tenant: string;
+                            slug: string;
+                            displayname: string;
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Portals whose room the user's ghost is joined to */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Rooms */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            rooms: components["schemas"]["Room"][];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** History, newest first, read from Synapse as the user */
+        get: {
+            parameters: {
+                query?: {
+                    from?: string;
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of history */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            chunk: components["schemas"]["StreamPayload"][];
+                            end?: string;
+                        };
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/send/{txnId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Send a text message (idempotent on the user and txnId) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        body: string;
+                        formatted_body?: string;
+                        reply_to?: string;
+                    };
+                };
+            };
+            responses: {
+                200: components["responses"]["Send"];
+                202: components["responses"]["Send"];
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                /** @description Refused by Synapse, or Synapse unreachable */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/edit/{txnId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Replace the text of one of the user's messages */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        event_id: string;
+                        body: string;
+                        formatted_body?: string;
+                    };
+                };
+            };
+            responses: {
+                200: components["responses"]["Send"];
+                202: components["responses"]["Send"];
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                /** @description Refused by Synapse, or Synapse unreachable */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/react/{txnId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * React to an event
+         * @description event_id may name any event of the room the user can see, also one just sent or older than the event log's retention: those are read from Synapse as the user. 400 for a malformed event_id ($ and at most 255 bytes, no spaces or control characters), 404 for an event of another room or one the user may not see. The same holds for edit, redact and receipt.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        event_id: string;
+                        key: string;
+                    };
+                };
+            };
+            responses: {
+                200: components["responses"]["Send"];
+                202: components["responses"]["Send"];
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                /** @description Refused by Synapse, or Synapse unreachable */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/redact/{txnId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Remove an event (own, or anyone's with the redact level) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        event_id: string;
+                        reason?: string;
+                    };
+                };
+            };
+            responses: {
+                200: components["responses"]["Send"];
+                202: components["responses"]["Send"];
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                /** @description Refused by Synapse, or Synapse unreachable */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/typing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set the typing state */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        typing?: boolean;
+                        timeout_ms?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description Done */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": Record<string, never>;
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/receipt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark the room read up to an event
+         * @description Sets the user's receipt and read marker in Synapse and the bridge's unread marker. For an event the bridge's event log lacks (just sent, or older than the retention) the unread marker moves to the event once its push arrives if it is newer than the room's newest logged event (after at most 2 s, to all that is logged by then), and stays where it is otherwise.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        event_id: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Done */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": Record<string, never>;
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                413: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/events/ticket": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A single-use ticket for EventSource */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The ticket */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ticket: string;
+                            expires_in_ms: number;
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The user's event stream (text/event-stream)
+         * @description One stream covers all the user's rooms. Each event has one `data:`
+         *     line of JSON (no raw line breaks, NUL, U+0085, U+2028 or U+2029)
+         *     and an `event:` name from this fixed set; never text taken from an
+         *     event, whose real type is in `data.event.type`:
+         *
+         *     - `m.room.message`, `m.reaction`, `m.room.redaction`,
+         *       `m.room.member`: logged events (StreamPayload), `id:` = stream
+         *       position. Other people's `m.room.member` events come one by one
+         *       while the stream keeps up; see `members`.
+         *     - `m.typing`, `m.receipt`: ephemeral (StreamPayload with `users`),
+         *       no `id:`, not replayed.
+         *     - `m.event`: a logged event of any other type (StreamPayload,
+         *       with `id:`).
+         *     - `members`: others' membership of a room changed while the stream
+         *       was behind (StreamMembers), no `id:`. Such a stream gets these
+         *       instead of each member event, and is never cut off for them.
+         *     - `reset`: the position is outside the log (StreamReset); reload
+         *       history and resume from its `id:`.
+         *
+         *     Comment lines (`: ping`) are heartbeats.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    ticket?: string;
+                    last_event_id?: string;
+                };
+                header?: {
+                    "Last-Event-ID"?: string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The stream */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/event-stream": string;
+                    };
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                /** @description This user or this client address opened too many streams lately (M_LIMIT_EXCEEDED); Retry-After says when to retry */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {string} */
+                            errcode: "M_LIMIT_EXCEEDED";
+                            error: string;
+                            retry_after_ms: number;
+                        };
+                    };
+                };
+                503: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
+export type webhooks = Record<string, never>;
+export interface components {
+    schemas: {
+        /** @enum {string} */
+        SyncState: "synced" | "pending" | "error";
+        UserRequest: {
+            displayname: string;
+            /** @description mxc:// URI or https URL */
+            avatar_url?: string;
+        };
+        User: {
+            tenant: string;
+            slug: string;
+            user_id: string;
+            displayname: string;
+            avatar_url: string;
+            avatar_mxc: string;
+            state: components["schemas"]["SyncState"];
+            last_error?: string;
+        };
+        PortalRequest: {
+            name: string;
+            topic?: string;
+            /** @enum {string} */
+            visibility?: "public" | "private";
+            ensure_room?: boolean;
+        };
+        Portal: {
+            tenant: string;
+            /** @enum {string} */
+            kind: "event" | "group";
+            slug: string;
+            alias: string;
+            room_id?: string;
+            name: string;
+            topic: string;
+            /** @enum {string} */
+            visibility: "public" | "private";
+            closed: boolean;
+            state: components["schemas"]["SyncState"];
+            last_error?: string;
+        };
+        PortalList: {
+            portals: components["schemas"]["Portal"][];
+            next?: string;
+        };
+        MemberRequest: {
+            role: string;
+        };
+        Member: {
+            user_slug: string;
+            user_id: string;
+            role: string;
+            power_level: number;
+            /**
+             * @description The ghost's membership as Synapse last pushed it to the bridge; absent when it never did. After a 200 from PUT or DELETE member or a batch it already shows the change.
+             * @enum {string}
+             */
+            membership?: "join" | "invite" | "leave" | "ban" | "knock";
+        };
+        BatchRequest: {
+            set?: {
+                user_slug: string;
+                role: string;
+            }[];
+            remove?: string[];
+        };
+        Room: {
+            /** @description messages from others since the last receipt, at most 100 */
+            unread: number;
+            /** @enum {string} */
+            kind: "event" | "group";
+            slug: string;
+            name: string;
+            topic: string;
+            alias: string;
+            room_id: string;
+        };
+        /** @description Data of a members event: Count member events of other people in the room, the newest at stream_pos; a page showing the room's members reloads them. */
+        StreamMembers: {
+            room_id: string;
+            portal?: {
+                tenant: string;
+                kind: string;
+                slug: string;
+                name: string;
+            };
+            stream_pos: number;
+            count: number;
+        };
+        /** @description Data of a reset event */
+        StreamReset: {
+            reason: string;
+            stream_pos: number;
+        };
+        StreamPayload: {
+            stream_pos?: number;
+            room_id: string;
+            portal?: {
+                tenant: string;
+                kind: string;
+                slug: string;
+                name: string;
+            };
+            sender?: {
+                user_id: string;
+                displayname: string;
+                slug?: string;
+            };
+            txn_id?: string;
+            /** @description m.typing: who is typing; m.receipt: who read. Named like sender. */
+            users?: {
+                user_id: string;
+                displayname: string;
+                slug?: string;
+            }[];
+            event: Record<string, never>;
+        };
+    };
+    responses: {
+        /** @description A Matrix-style error */
+        Error: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    errcode: string;
+                    error: string;
+                };
+            };
+        };
+        /** @description A ghost */
+        User: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["User"];
+            };
+        };
+        /** @description A portal */
+        Portal: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Portal"];
+            };
+        };
+        /** @description The portal after a membership change. 200: Synapse has it and has pushed it to the bridge, so the users set can use the room through the client API at once and those removed no longer can. 202: not yet (portal state pending, or error with last_error); the bridge keeps going. */
+        Batch: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    portal: components["schemas"]["Portal"];
+                    changed: boolean;
+                };
+            };
+        };
+        /** @description A message in the outbox */
+        Send: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    txn_id: string;
+                    /** @enum {string} */
+                    state: "pending" | "sent" | "failed";
+                    event_id?: string;
+                    error?: string;
+                };
+            };
+        };
+    };
+    parameters: never;
+    requestBodies: never;
+    headers: never;
+    pathItems: never;
+}
+export type $defs = Record<string, never>;
+export type operations = Record<string, never>;

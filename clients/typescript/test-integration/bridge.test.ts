@@ -1,0 +1,75 @@
+// Both clients against a running bridge and Synapse. Skipped unless
+// BRIDGE_URL (the bridge's base URL), PROVISIONING_SECRET and JWT (an
+// OpenMeet JWT the bridge accepts) are set; `npm run test:integration`.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ChatClient } from "../src/chat.js";
+import { BridgeError, ErrCode } from "../src/errors.js";
+import type { ChatEvent } from "../src/events.js";
+import { ProvisioningClient } from "../src/provisioning.js";
+
+const env = { BRIDGE_URL: process.env.BRIDGE_URL, PROVISIONING_SECRET: process.env.PROVISIONING_SECRET, JWT: process.env.JWT };
+const missing = Object.entries(env)
+  .filter(([, v]) => !v)
+  .map(([k]) => k);
+const skip = missing.length > 0 ? `set ${missing.join(", ")} to run against a bridge` : false;
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("against the bridge", () => {
+  test("provision a portal, chat in it, and get typed errors", { skip }, async (t) => {
+    const baseUrl = env.BRIDGE_URL!;
+    const prov = new ProvisioningClient({ baseUrl, secret: env.PROVISIONING_SECRET! });
+    const chat = new ChatClient({ baseUrl, token: () => env.JWT! });
+    t.after(() => chat.disconnect());
+
+    const me = await chat.whoami();
+    await prov.putUser(me.tenant, me.slug, { displayname: me.displayname || me.slug });
+    const slug = `ts-client-${Date.now().toString(36)}`;
+    const room = { kind: "event", slug };
+    await prov.putPortal(me.tenant, "event", slug, { name: "TypeScript client test", ensure_room: true });
+    const member = await prov.putMember(me.tenant, "event", slug, me.slug, "host");
+    if (member.pending) {
+      await until("the membership", async () => ((await prov.getMember(me.tenant, "event", slug, me.slug)).membership === "join" ? true : undefined));
+    }
+    await until("the room in /rooms", async () => ((await chat.rooms()).some((r) => r.slug === slug) ? true : undefined));
+
+    const events: ChatEvent[] = [];
+    chat.on("event", (e) => events.push(e));
+    const opened = new Promise<void>((resolve) => chat.on("status", (s) => s.state === "open" && resolve()));
+    chat.connect();
+    await opened;
+
+    const sent = await chat.send(room, "hello from the TypeScript client");
+    const accepted = await sent.accepted;
+    assert.ok(accepted.state === "sent" || accepted.state === "pending");
+    const echo = await until("the message on the stream", () => events.find((e) => e.kind === "message" && e.txnId === sent.txnId));
+    assert.equal(echo.sender?.user_id, me.user_id);
+    assert.equal(echo.portal?.slug, slug);
+
+    // Retrying the same txn id is idempotent.
+    await (await chat.send(room, "hello from the TypeScript client", { txnId: sent.txnId })).accepted;
+    const page = await chat.history(room, { limit: 20 });
+    assert.equal(page.events.filter((e) => e.kind === "message" && e.eventId === echo.eventId).length, 1);
+
+    // Reacting twice: accepted both times, one reaction.
+    const r1 = await (await chat.react(room, echo.eventId!, "👍")).accepted;
+    const r2 = await (await chat.react(room, echo.eventId!, "👍")).accepted;
+    assert.ok(r1.state === "sent" || r1.state === "pending");
+    assert.ok(r2.duplicate || r2.state === "sent" || r2.state === "pending");
+
+    await assert.rejects(
+      prov.getPortal(me.tenant, "event", `${slug}-never-made`),
+      (err: unknown) => err instanceof BridgeError && err.status === 404 && err.errcode === ErrCode.NotFound,
+    );
+    await prov.closePortal(me.tenant, "event", slug);
+  });
+});
