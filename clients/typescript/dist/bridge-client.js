@@ -495,8 +495,7 @@ var SendQueue = class {
   /** Loads what an earlier run left and starts sending it. Safe to call again. */
   start() {
     this.stopped = false;
-    this.loaded ??= this.load();
-    return this.loaded.then(() => {
+    return this.whenLoaded().then(() => {
       for (const key of this.rooms.keys()) void this.pump(key);
     });
   }
@@ -516,8 +515,7 @@ var SendQueue = class {
    * txn id that is already queued returns that item.
    */
   async enqueue(room, action, body, txnId) {
-    this.loaded ??= this.load();
-    await this.loaded;
+    await this.whenLoaded();
     const id = txnId ?? this.opts.txnId?.() ?? newTxnId();
     if (this.byTxn.has(id)) return { txnId: id, accepted: this.promiseFor(id) };
     const item = {
@@ -558,6 +556,15 @@ var SendQueue = class {
     });
     this.waiting.set(txnId, { promise, ...settle });
     return promise;
+  }
+  // Loads the storage once; a failed load (storage unavailable) is tried
+  // again by the next call.
+  whenLoaded() {
+    this.loaded ??= this.load().catch((err) => {
+      this.loaded = void 0;
+      throw err;
+    });
+    return this.loaded;
   }
   async load() {
     const items = (await this.storage.load()).sort((a, b) => a.seq - b.seq);
@@ -611,6 +618,7 @@ var SendQueue = class {
       line.running = false;
     }
     if (line.items.length === 0) this.rooms.delete(key);
+    else if (!this.stopped) void this.pump(key);
   }
   async attempt(item) {
     item.attempts++;
@@ -1046,9 +1054,12 @@ var ChatClient = class extends Emitter {
   queue;
   timeoutMs;
   lastStatus = { state: "closed" };
-  // Per room (kind/slug): the position of the newest history page loaded;
-  // stream events up to it are already in that page.
+  // Per room (kind/slug): the position of the newest history page loaded,
+  // and the event IDs it holds. Stream events up to that position, or with
+  // one of those IDs (pushed to the bridge after the page was read from
+  // Synapse), are already in the page and are not emitted again.
   floors = /* @__PURE__ */ new Map();
+  inPage = /* @__PURE__ */ new Map();
   me;
   onOnline = () => {
     this.stream.wake();
@@ -1076,7 +1087,7 @@ var ChatClient = class extends Emitter {
     }
     this.watchOnline(true);
     this.stream.start();
-    void this.queue.start();
+    this.queue.start().catch((err) => this.emit("error", err));
   }
   /** Closes the stream and stops sending; queued items stay in storage. */
   disconnect() {
@@ -1086,6 +1097,7 @@ var ChatClient = class extends Emitter {
   }
   /** Starts sending the queue without opening the stream. */
   startQueue() {
+    this.watchOnline(true);
     return this.queue.start();
   }
   /** Forgets the cached token: the next request asks the token provider again. */
@@ -1113,9 +1125,11 @@ var ChatClient = class extends Emitter {
     const page = { chunk: body.chunk, events: body.chunk.map((p) => toChatEvent(p, false)) };
     if (body.end) page.end = body.end;
     const position = toPosition(body.stream_pos ?? body.position);
-    if (position !== void 0) {
-      page.position = position;
-      if (opts.from === void 0 && /^\d+$/.test(position)) this.floors.set(floorKey(room), Number(position));
+    if (position !== void 0) page.position = position;
+    if (opts.from === void 0) {
+      const key = floorKey(room);
+      this.inPage.set(key, new Set(page.events.flatMap((e) => e.eventId ? [e.eventId] : [])));
+      if (position !== void 0 && /^\d+$/.test(position)) this.floors.set(key, Number(position));
     }
     return page;
   }
@@ -1190,6 +1204,7 @@ var ChatClient = class extends Emitter {
     const d = typeof data === "object" && data !== null ? data : {};
     if (f.event === StreamEventName.Reset) {
       this.floors.clear();
+      this.inPage.clear();
       const notice = { reason: typeof d.reason === "string" ? d.reason : "reset" };
       const position = toPosition(d.stream_pos) ?? (f.hasId ? f.lastEventId : void 0);
       if (position !== void 0) notice.position = position;
@@ -1211,9 +1226,11 @@ var ChatClient = class extends Emitter {
     const payload = d;
     const pos = f.hasId && /^\d+$/.test(f.lastEventId) ? Number(f.lastEventId) : void 0;
     const ev = toChatEvent(payload, true, pos);
-    if (ev.position !== void 0 && payload.portal && this.floors.size > 0) {
-      const floor = this.floors.get(floorKey(payload.portal));
-      if (floor !== void 0 && ev.position <= floor) return;
+    if (payload.portal && this.inPage.size > 0) {
+      const key = floorKey(payload.portal);
+      const floor = this.floors.get(key);
+      if (ev.position !== void 0 && floor !== void 0 && ev.position <= floor) return;
+      if (ev.eventId !== void 0 && this.inPage.get(key)?.has(ev.eventId)) return;
     }
     this.emit("event", ev);
     this.emit(ev.kind, ev);

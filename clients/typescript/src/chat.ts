@@ -122,9 +122,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   private readonly queue: SendQueue;
   private readonly timeoutMs: number;
   private lastStatus: StreamStatus = { state: "closed" };
-  // Per room (kind/slug): the position of the newest history page loaded;
-  // stream events up to it are already in that page.
+  // Per room (kind/slug): the position of the newest history page loaded,
+  // and the event IDs it holds. Stream events up to that position, or with
+  // one of those IDs (pushed to the bridge after the page was read from
+  // Synapse), are already in the page and are not emitted again.
   private readonly floors = new Map<string, number>();
+  private readonly inPage = new Map<string, Set<string>>();
   private me: Promise<Whoami> | undefined;
   private readonly onOnline = () => {
     this.stream.wake();
@@ -180,7 +183,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     this.watchOnline(true);
     this.stream.start();
-    void this.queue.start();
+    this.queue.start().catch((err: unknown) => this.emit("error", err));
   }
 
   /** Closes the stream and stops sending; queued items stay in storage. */
@@ -192,6 +195,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /** Starts sending the queue without opening the stream. */
   startQueue(): Promise<void> {
+    this.watchOnline(true);
     return this.queue.start();
   }
 
@@ -223,9 +227,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const page: HistoryPage = { chunk: body.chunk, events: body.chunk.map((p) => toChatEvent(p, false)) };
     if (body.end) page.end = body.end;
     const position = toPosition(body.stream_pos ?? body.position);
-    if (position !== undefined) {
-      page.position = position;
-      if (opts.from === undefined && /^\d+$/.test(position)) this.floors.set(floorKey(room), Number(position));
+    if (position !== undefined) page.position = position;
+    if (opts.from === undefined) {
+      const key = floorKey(room);
+      this.inPage.set(key, new Set(page.events.flatMap((e) => (e.eventId ? [e.eventId] : []))));
+      if (position !== undefined && /^\d+$/.test(position)) this.floors.set(key, Number(position));
     }
     return page;
   }
@@ -314,6 +320,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const d = (typeof data === "object" && data !== null ? data : {}) as Record<string, unknown>;
     if (f.event === StreamEventName.Reset) {
       this.floors.clear();
+      this.inPage.clear();
       const notice: ResetNotice = { reason: typeof d.reason === "string" ? d.reason : "reset" };
       const position = toPosition(d.stream_pos) ?? (f.hasId ? f.lastEventId : undefined);
       if (position !== undefined) notice.position = position;
@@ -337,9 +344,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const payload = d as unknown as StreamPayload;
     const pos = f.hasId && /^\d+$/.test(f.lastEventId) ? Number(f.lastEventId) : undefined;
     const ev = toChatEvent(payload, true, pos);
-    if (ev.position !== undefined && payload.portal && this.floors.size > 0) {
-      const floor = this.floors.get(floorKey(payload.portal));
-      if (floor !== undefined && ev.position <= floor) return;
+    if (payload.portal && this.inPage.size > 0) {
+      const key = floorKey(payload.portal);
+      const floor = this.floors.get(key);
+      if (ev.position !== undefined && floor !== undefined && ev.position <= floor) return;
+      if (ev.eventId !== undefined && this.inPage.get(key)?.has(ev.eventId)) return;
     }
     this.emit("event", ev);
     this.emit(ev.kind as ChatEventKind, ev as never);

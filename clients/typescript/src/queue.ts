@@ -98,8 +98,7 @@ export class SendQueue {
   /** Loads what an earlier run left and starts sending it. Safe to call again. */
   start(): Promise<void> {
     this.stopped = false;
-    this.loaded ??= this.load();
-    return this.loaded.then(() => {
+    return this.whenLoaded().then(() => {
       for (const key of this.rooms.keys()) void this.pump(key);
     });
   }
@@ -127,8 +126,7 @@ export class SendQueue {
     body: Record<string, unknown>,
     txnId?: string,
   ): Promise<{ txnId: string; accepted: Promise<SendResult> }> {
-    this.loaded ??= this.load();
-    await this.loaded;
+    await this.whenLoaded();
     const id = txnId ?? this.opts.txnId?.() ?? newTxnId();
     if (this.byTxn.has(id)) return { txnId: id, accepted: this.promiseFor(id) };
     const item: QueuedItem = {
@@ -172,6 +170,16 @@ export class SendQueue {
     promise.catch(() => {});
     this.waiting.set(txnId, { promise, ...settle });
     return promise;
+  }
+
+  // Loads the storage once; a failed load (storage unavailable) is tried
+  // again by the next call.
+  private whenLoaded(): Promise<void> {
+    this.loaded ??= this.load().catch((err: unknown) => {
+      this.loaded = undefined;
+      throw err;
+    });
+    return this.loaded;
   }
 
   private async load(): Promise<void> {
@@ -229,6 +237,8 @@ export class SendQueue {
       line.running = false;
     }
     if (line.items.length === 0) this.rooms.delete(key);
+    // Stopped and started again while this pump was winding down: go on.
+    else if (!this.stopped) void this.pump(key);
   }
 
   private async attempt(

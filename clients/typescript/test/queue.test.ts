@@ -1,9 +1,11 @@
+import "fake-indexeddb/auto";
 import assert from "node:assert/strict";
 import type http from "node:http";
 import { describe, test } from "node:test";
 import { ChatClient } from "../src/chat.js";
 import { SendFailedError } from "../src/errors.js";
-import type { QueueUpdate } from "../src/queue.js";
+import type { QueueStorage, QueueUpdate } from "../src/queue.js";
+import { IndexedDBQueueStorage } from "../src/storage/indexeddb.js";
 import { MemoryQueueStorage } from "../src/storage/memory.js";
 import { json, serve, waitFor, type Recorded } from "./helpers.js";
 
@@ -69,7 +71,7 @@ async function fakeBridge(t: { after(fn: () => unknown): void }, plan: Plan = ()
   };
 }
 
-function client(url: string, storage = new MemoryQueueStorage()) {
+function client(url: string, storage: QueueStorage = new MemoryQueueStorage()) {
   const updates: QueueUpdate[] = [];
   const c = new ChatClient({
     baseUrl: url,
@@ -146,7 +148,7 @@ describe("send queue", () => {
     assert.equal(r.state, "pending");
     assert.equal(r.status, 202);
     assert.equal(bridge.server.requests.length, 1);
-    assert.equal(storage.size, 0);
+    assert.deepEqual(await storage.load(), []);
   });
 
   test("a refusal for good fails that item and the room goes on", async (t) => {
@@ -199,39 +201,45 @@ describe("send queue", () => {
     c.disconnect();
   });
 
-  test("survives a restart: a new client on the same storage sends what the old one could not, in order, with the same txn ids", async (t) => {
-    let up = false;
-    const bridge = await fakeBridge(t, () => (up ? undefined : { status: 503, body: { errcode: "M_UNKNOWN", error: "down" } }));
-    const storage = new MemoryQueueStorage();
-    const before = client(bridge.server.url, storage);
-    const txns: string[] = [];
-    for (const body of ["one", "two", "three"]) txns.push((await before.c.send(room, body)).txnId);
-    await before.c.react(room, "$ev", "👍");
-    await waitFor(() => bridge.server.requests.length >= 2, "the first tries");
-    before.c.disconnect(); // the page is closed
-    assert.equal(storage.size, 4);
+  for (const [name, makeStorage] of [
+    ["in memory", () => new MemoryQueueStorage()],
+    ["in IndexedDB", () => new IndexedDBQueueStorage({ namespace: "t/ada", database: `restart-${Math.random()}` })],
+  ] as const) {
+    test(`survives a restart (${name}): a new client on the same storage sends what the old one could not, in order, with the same txn ids`, async (t) => {
+      let up = false;
+      const bridge = await fakeBridge(t, () => (up ? undefined : { status: 503, body: { errcode: "M_UNKNOWN", error: "down" } }));
+      const storage = makeStorage();
+      const before = client(bridge.server.url, storage);
+      const txns: string[] = [];
+      for (const body of ["one", "two", "three"]) txns.push((await before.c.send(room, body)).txnId);
+      await before.c.react(room, "$ev", "👍");
+      await waitFor(() => bridge.server.requests.length >= 2, "the first tries");
+      before.c.disconnect(); // the page is closed
+      assert.equal((await storage.load()).length, 4);
 
-    up = true;
-    const after = client(bridge.server.url, storage);
-    await after.c.startQueue();
-    await waitFor(() => storage.size === 0, "the queue to drain");
-    assert.deepEqual(
-      bridge.stored.map((s) => [s.action, s.txnId, s.body.body ?? s.body.key]),
-      [
-        ["send", txns[0], "one"],
-        ["send", txns[1], "two"],
-        ["send", txns[2], "three"],
-        ["react", bridge.stored[3]!.txnId, "👍"],
-      ],
-    );
-    assert.deepEqual(
-      after.updates.filter((u) => u.state === "accepted").map((u) => u.item.txnId),
-      bridge.stored.map((s) => s.txnId),
-    );
-    // Queued after the restart: numbered after what was restored.
-    await (await after.c.send(room, "four")).accepted;
-    assert.equal(bridge.stored.at(-1)!.body.body, "four");
-  });
+      up = true;
+      const after = client(bridge.server.url, storage);
+      await after.c.startQueue();
+      await waitFor(() => after.c.pending().length === 0 && bridge.stored.length === 4, "the queue to drain");
+      assert.deepEqual(await storage.load(), []);
+      assert.deepEqual(
+        bridge.stored.map((s) => [s.action, s.txnId, s.body.body ?? s.body.key]),
+        [
+          ["send", txns[0], "one"],
+          ["send", txns[1], "two"],
+          ["send", txns[2], "three"],
+          ["react", bridge.stored[3]!.txnId, "👍"],
+        ],
+      );
+      assert.deepEqual(
+        after.updates.filter((u) => u.state === "accepted").map((u) => u.item.txnId),
+        bridge.stored.map((s) => s.txnId),
+      );
+      // Queued after the restart: numbered after what was restored.
+      await (await after.c.send(room, "four")).accepted;
+      assert.equal(bridge.stored.at(-1)!.body.body, "four");
+    });
+  }
 
   test("enqueueing a txn id already queued does not queue it twice", async (t) => {
     let up = false;
@@ -242,6 +250,19 @@ describe("send queue", () => {
     assert.equal(c.pending().length, 1);
     up = true;
     await Promise.all([a.accepted, b.accepted]);
+    assert.equal(bridge.stored.length, 1);
+  });
+
+  test("disconnect and connect at once: the queue goes on", async (t) => {
+    let up = false;
+    const bridge = await fakeBridge(t, () => (up ? undefined : { status: 503, body: { errcode: "M_UNKNOWN", error: "down" } }));
+    const { c } = client(bridge.server.url);
+    const s = await c.send(room, "still sent");
+    await waitFor(() => bridge.server.requests.length >= 1, "a first try");
+    c.disconnect();
+    up = true;
+    await c.startQueue();
+    await s.accepted;
     assert.equal(bridge.stored.length, 1);
   });
 });
