@@ -40,6 +40,9 @@ fi
 step "go vet"
 go vet ./...
 
+step "TypeScript client (clients/typescript)"
+scripts/check-clients.sh
+
 step "fuzz targets, ${FUZZTIME:-20s} each"
 scripts/fuzz.sh
 
