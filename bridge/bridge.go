@@ -303,6 +303,11 @@ func (b *Bridge) Stop(ctx context.Context) error {
 				_ = b.server.Close()
 			}
 		}
+		// Sends already begun may finish within ctx; their results are
+		// recorded before the database closes, also when ctx cuts them off.
+		if b.Outbox != nil {
+			b.Outbox.Stop(ctx)
+		}
 		b.wg.Wait()
 		if b.Portals != nil {
 			b.Portals.Stop()

@@ -43,6 +43,8 @@ func (e *LoggedEvent) GetMassInsertValues() [8]any {
 // EventLogQuery reads and writes the event_log table.
 type EventLogQuery struct {
 	db *dbutil.Database
+	// onEcho is told which outbox entries an append settled (see OnEcho).
+	onEcho echoHook
 }
 
 const (
@@ -102,6 +104,7 @@ func TxnDigest(events []*LoggedEvent, ephemeral [][]byte) string {
 // actually written, with their positions set, in log order.
 func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
 	now := time.Now().UnixMilli()
+	var echoed []int64
 	err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events), digest)
 		if err != nil {
@@ -113,6 +116,11 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 		if written, err = q.append(ctx, txnID, now, events); err != nil || len(written) == 0 {
 			return err
 		}
+		// The echo of a message the outbox sent settles its entry in the
+		// same transaction that logs it.
+		if echoed, err = settleEchoes(ctx, q.db, written); err != nil {
+			return err
+		}
 		if q.db.Dialect == dbutil.Postgres {
 			_, err = q.db.Exec(ctx, notifyQuery)
 		}
@@ -120,6 +128,9 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 	})
 	if errors.Is(err, ErrDuplicateTxn) {
 		return nil, ErrDuplicateTxn
+	}
+	if err == nil {
+		q.echoed(echoed)
 	}
 	return written, err
 }

@@ -1,12 +1,17 @@
 package database
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 )
@@ -17,6 +22,17 @@ const (
 	OutboxSent    = "sent"
 	OutboxFailed  = "failed"
 )
+
+// OutboxTxnIDKey is the content key in which every message the outbox
+// sends carries the client's txn id (the client API's sse.TxnIDKey). When
+// the event log appends an event with it, the matching entry is settled.
+const OutboxTxnIDKey = "net.openmeet.txn_id"
+
+// ErrClaimLost is returned by the outbox's fenced writes when the caller's
+// claim is no longer the entry's: it expired and another worker claimed the
+// entry, the entry was settled by its echo, or an admin dropped it. Nothing
+// is written.
+var ErrClaimLost = errors.New("outbox claim lost")
 
 // OutboxEntry is a message accepted from the client API.
 type OutboxEntry struct {
@@ -32,6 +48,12 @@ type OutboxEntry struct {
 	NextAttemptAt int64
 	LastError     string
 	CreatedAt     int64
+	// ClaimToken is the token of the claim that returned the entry; the
+	// fenced writes need it.
+	ClaimToken int64
+	// MaybeSent says that a send was begun before: the homeserver may have
+	// the message even though no answer came back.
+	MaybeSent bool
 }
 
 // OutboxQuery reads and writes the outbox table.
@@ -40,35 +62,63 @@ type OutboxQuery struct {
 }
 
 const (
-	outboxColumns     = `id, user_id, room_id, txn_id, event_type, content, state, event_id, attempts, next_attempt_at, last_error, created_at`
+	outboxColumns     = `id, user_id, room_id, txn_id, event_type, content, state, event_id, attempts, next_attempt_at, last_error, created_at, claim_token, maybe_sent`
 	insertOutboxQuery = `
 		INSERT INTO outbox (user_id, room_id, txn_id, event_type, content, state, next_attempt_at, created_at)
 		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)
 		ON CONFLICT (user_id, txn_id) DO NOTHING`
 	getOutboxByTxnQuery = `SELECT ` + outboxColumns + ` FROM outbox WHERE user_id = $1 AND txn_id = $2`
 	getOutboxByIDQuery  = `SELECT ` + outboxColumns + ` FROM outbox WHERE id = $1`
-	// Claiming sets claimed_until, so another worker (another replica)
-	// skips the row while it is being sent; SKIP LOCKED keeps two claims
-	// from blocking each other on PostgreSQL.
-	claimOutboxPostgres = `
-		UPDATE outbox SET claimed_until = $2 WHERE id IN (
-			SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1
-			ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED
-		) RETURNING ` + outboxColumns
-	claimOutboxSQLite = `
-		UPDATE outbox SET claimed_until = $2 WHERE id IN (
-			SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1
-			ORDER BY id LIMIT $3
-		) RETURNING ` + outboxColumns
-	markOutboxSentQuery   = `UPDATE outbox SET state = 'sent', event_id = $2, last_error = '', claimed_until = 0 WHERE id = $1`
-	markOutboxRetryQuery  = `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, claimed_until = 0 WHERE id = $1`
-	markOutboxFailedQuery = `UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $2, claimed_until = 0 WHERE id = $1`
-	retryOutboxQuery      = `UPDATE outbox SET state = 'pending', next_attempt_at = $2, claimed_until = 0 WHERE id = $1 AND state <> 'sent'`
-	releaseOutboxQuery    = `UPDATE outbox SET claimed_until = 0 WHERE id = $1 AND state = 'pending'`
-	dueNowQuery           = `UPDATE outbox SET next_attempt_at = $1 WHERE state = 'pending' AND next_attempt_at > $1`
-	dropOutboxQuery       = `DELETE FROM outbox WHERE id = $1 AND state <> 'sent'`
-	waitingOutboxQuery    = `SELECT ` + outboxColumns + ` FROM outbox WHERE state <> 'sent' ORDER BY id LIMIT $1`
-	countWaitingQuery     = `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`
+	// Each (user, room) is one queue and only its head -- the oldest
+	// pending entry -- may be claimed, and only while no other entry of the
+	// queue is claimed: a message is sent only once every earlier one of
+	// the same user in the same room has settled, whatever the backoff and
+	// however many workers (replicas) claim. Other queues are not held up.
+	// Every claim gives the entry a new token. SKIP LOCKED keeps two
+	// claims from blocking each other on PostgreSQL; a row another claim
+	// committed meanwhile is re-checked and skipped, as its claimed_until
+	// is then in the future.
+	claimOutboxWhere = `
+		SELECT id FROM outbox o WHERE state = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $1
+		AND NOT EXISTS (
+			SELECT 1 FROM outbox p
+			WHERE p.user_id = o.user_id AND p.room_id = o.room_id AND p.state = 'pending'
+			AND (p.id < o.id OR p.claimed_until > $1)
+		)
+		ORDER BY id LIMIT $3`
+	claimOutboxQuery = `
+		UPDATE outbox SET claimed_until = $2, claim_token = claim_token + 1
+		WHERE id IN (` + claimOutboxWhere + ` %s) RETURNING ` + outboxColumns
+	// The fence of every write a claim holder makes: its token is still
+	// the entry's, it has not ended its claim itself, and the entry is
+	// still waiting.
+	outboxFence = `id = $1 AND claim_token = $2 AND claimed_until <> 0 AND state = 'pending'`
+	// A send is about to begin: note that the homeserver may get it, and
+	// make the claim cover the whole delivery from now.
+	beginOutboxAttemptQuery = `UPDATE outbox SET maybe_sent = true, claimed_until = $3 WHERE ` + outboxFence
+	markOutboxSentQuery     = `UPDATE outbox SET state = 'sent', event_id = $3, last_error = '', claimed_until = 0 WHERE ` + outboxFence
+	markOutboxRetryQuery    = `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3, last_error = $4, claimed_until = 0 WHERE ` + outboxFence
+	markOutboxFailedQuery   = `UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = $3, claimed_until = 0 WHERE ` + outboxFence
+	releaseOutboxQuery      = `UPDATE outbox SET claimed_until = 0 WHERE ` + outboxFence
+	// An admin's retry leaves a live claim alone: its holder is still
+	// sending, and a second claim would send a second copy.
+	retryOutboxQuery   = `UPDATE outbox SET state = 'pending', next_attempt_at = $2 WHERE id = $1 AND state <> 'sent'`
+	dueNowQuery        = `UPDATE outbox SET next_attempt_at = $1 WHERE state = 'pending' AND next_attempt_at > $1`
+	dropOutboxQuery    = `DELETE FROM outbox WHERE id = $1 AND state <> 'sent'`
+	waitingOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox WHERE state <> 'sent' ORDER BY id LIMIT $1`
+	countWaitingQuery  = `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`
+	// The echo of a sent message: the homeserver has it, whatever became
+	// of the send's answer. Ending the claim fences off the worker that
+	// sent it. A failed entry whose echo arrives was sent after all.
+	settleOutboxEchoQuery = `
+		UPDATE outbox SET state = 'sent', event_id = $5, last_error = '', claimed_until = 0
+		WHERE user_id = $1 AND txn_id = $2 AND room_id = $3 AND event_type = $4 AND state <> 'sent'
+		RETURNING id`
+)
+
+var (
+	claimOutboxPostgres = fmt.Sprintf(claimOutboxQuery, "FOR UPDATE SKIP LOCKED")
+	claimOutboxSQLite   = fmt.Sprintf(claimOutboxQuery, "")
 )
 
 // Add stores a message unless (user, txn id) is already there; it returns
@@ -93,8 +143,9 @@ func (q *OutboxQuery) ByID(ctx context.Context, entryID int64) (*OutboxEntry, er
 	return nilIfNoRows(scanOutbox(q.db.QueryRow(ctx, getOutboxByIDQuery, entryID)))
 }
 
-// Claim takes up to limit due entries for sending, oldest first, for the
-// given time.
+// Claim takes up to limit due entries for sending, for the given time,
+// oldest first: the head of each (user, room) queue that is due and not
+// held by another claim. Each returned entry carries its claim token.
 func (q *OutboxQuery) Claim(ctx context.Context, limit int, claimFor time.Duration) ([]*OutboxEntry, error) {
 	query := claimOutboxSQLite
 	if q.db.Dialect == dbutil.Postgres {
@@ -103,38 +154,55 @@ func (q *OutboxQuery) Claim(ctx context.Context, limit int, claimFor time.Durati
 	now := time.Now()
 	rows, err := q.db.Query(ctx, query, now.UnixMilli(), now.Add(claimFor).UnixMilli(), limit)
 	entries, err := dbutil.NewRowIterWithError(rows, scanOutbox, err).AsList()
-	// RETURNING does not promise an order; sends go oldest first.
+	// RETURNING does not promise an order.
 	slices.SortFunc(entries, func(a, b *OutboxEntry) int { return cmp.Compare(a.ID, b.ID) })
 	return entries, err
 }
 
-// MarkSent records delivery.
-func (q *OutboxQuery) MarkSent(ctx context.Context, entryID int64, eventID id.EventID) error {
-	_, err := q.db.Exec(ctx, markOutboxSentQuery, entryID, eventID)
-	return err
+// BeginAttempt records that a send of a claimed entry is about to begin and
+// extends the claim to cover it (claimFor from now). It returns
+// ErrClaimLost, and the caller must not send, when the claim is no longer
+// the caller's or the entry no longer waits.
+func (q *OutboxQuery) BeginAttempt(ctx context.Context, e *OutboxEntry, claimFor time.Duration) error {
+	return fenced(q.db.Exec(ctx, beginOutboxAttemptQuery, e.ID, e.ClaimToken, time.Now().Add(claimFor).UnixMilli()))
 }
 
-// MarkRetry records a failed attempt and when to try again.
-func (q *OutboxQuery) MarkRetry(ctx context.Context, entryID int64, next time.Time, msg string) error {
-	_, err := q.db.Exec(ctx, markOutboxRetryQuery, entryID, next.UnixMilli(), msg)
-	return err
+// MarkSent records delivery; ErrClaimLost when the claim is no longer the
+// caller's.
+func (q *OutboxQuery) MarkSent(ctx context.Context, e *OutboxEntry, eventID id.EventID) error {
+	return fenced(q.db.Exec(ctx, markOutboxSentQuery, e.ID, e.ClaimToken, eventID))
 }
 
-// MarkFailed gives up on an entry the homeserver refused for good.
-func (q *OutboxQuery) MarkFailed(ctx context.Context, entryID int64, msg string) error {
-	_, err := q.db.Exec(ctx, markOutboxFailedQuery, entryID, msg)
+// MarkRetry records a failed attempt and when to try again, ending the
+// claim; ErrClaimLost when the claim is no longer the caller's.
+func (q *OutboxQuery) MarkRetry(ctx context.Context, e *OutboxEntry, next time.Time, msg string) error {
+	return fenced(q.db.Exec(ctx, markOutboxRetryQuery, e.ID, e.ClaimToken, next.UnixMilli(), msg))
+}
+
+// MarkFailed gives up on an entry the homeserver refused for good;
+// ErrClaimLost when the claim is no longer the caller's.
+func (q *OutboxQuery) MarkFailed(ctx context.Context, e *OutboxEntry, msg string) error {
+	return fenced(q.db.Exec(ctx, markOutboxFailedQuery, e.ID, e.ClaimToken, msg))
+}
+
+// Release gives up the caller's claim on an entry it did not send, so
+// that it need not wait for the claim to expire; ErrClaimLost when the
+// claim is no longer the caller's.
+func (q *OutboxQuery) Release(ctx context.Context, e *OutboxEntry) error {
+	return fenced(q.db.Exec(ctx, releaseOutboxQuery, e.ID, e.ClaimToken))
+}
+
+func fenced(res sql.Result, err error) error {
+	ok, err := affected(res, err)
+	if err == nil && !ok {
+		err = ErrClaimLost
+	}
 	return err
 }
 
 // Retry makes a failed or waiting entry due now; false if there is none.
 func (q *OutboxQuery) Retry(ctx context.Context, entryID int64) (bool, error) {
 	return affected(q.db.Exec(ctx, retryOutboxQuery, entryID, time.Now().UnixMilli()))
-}
-
-// Release gives up this process's claim on an entry it did not get to send.
-func (q *OutboxQuery) Release(ctx context.Context, entryID int64) error {
-	_, err := q.db.Exec(ctx, releaseOutboxQuery, entryID)
-	return err
 }
 
 // DueNow makes every waiting entry due at once (the homeserver is back).
@@ -160,11 +228,52 @@ func (q *OutboxQuery) Depth(ctx context.Context) (n int64, err error) {
 	return
 }
 
+// OnEcho registers fn to be called, after the commit, with the ids of the
+// outbox entries that an appended transaction settled by their echo.
+func (q *EventLogQuery) OnEcho(fn func(entryIDs []int64)) {
+	q.onEcho.Store(&fn)
+}
+
+// echoHook is where EventLogQuery keeps the function OnEcho registered.
+type echoHook = atomic.Pointer[func([]int64)]
+
+func (q *EventLogQuery) echoed(entryIDs []int64) {
+	if fn := q.onEcho.Load(); fn != nil && len(entryIDs) > 0 {
+		(*fn)(entryIDs)
+	}
+}
+
+var txnIDKeyBytes = []byte(OutboxTxnIDKey)
+
+// settleEchoes marks sent, inside the caller's transaction, the outbox
+// entries whose echo is among the events just logged: an event of the
+// entry's user in the entry's room, of its type, carrying its txn id. Only
+// the bridge can send as a ghost, so no one else can settle its entries.
+func settleEchoes(ctx context.Context, db *dbutil.Database, written []*LoggedEvent) ([]int64, error) {
+	var settled []int64
+	for _, evt := range written {
+		if !bytes.Contains(evt.Raw, txnIDKeyBytes) {
+			continue
+		}
+		txnID := gjson.GetBytes(evt.Raw, "content.net\\.openmeet\\.txn_id")
+		if txnID.Type != gjson.String || txnID.Str == "" {
+			continue
+		}
+		rows, err := db.Query(ctx, settleOutboxEchoQuery, evt.Sender, txnID.Str, evt.RoomID, evt.Type, evt.EventID)
+		ids, err := dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[int64], err).AsList()
+		if err != nil {
+			return nil, fmt.Errorf("failed to settle outbox entry by its echo: %w", err)
+		}
+		settled = append(settled, ids...)
+	}
+	return settled, nil
+}
+
 func scanOutbox(row dbutil.Scannable) (*OutboxEntry, error) {
 	var e OutboxEntry
 	var eventID sql.NullString
 	err := row.Scan(&e.ID, &e.UserID, &e.RoomID, &e.TxnID, &e.EventType, &e.Content, &e.State, &eventID,
-		&e.Attempts, &e.NextAttemptAt, &e.LastError, &e.CreatedAt)
+		&e.Attempts, &e.NextAttemptAt, &e.LastError, &e.CreatedAt, &e.ClaimToken, &e.MaybeSent)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
@@ -106,6 +107,116 @@ func TestUpgradeFromV1(t *testing.T) {
 			}
 			if _, err := old.Ghosts.Put(ctx, &database.Ghost{Tenant: "t", Slug: "s", UserID: "@openmeet_t_s:test", Displayname: "S"}); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestUpgradeOutboxFromV4: entries as version 4 left them get the columns
+// of claim fencing; those a v4 bridge had tried, or claimed and not handed
+// back, count as possibly sent, so they are looked for before being sent
+// again; and only queue heads are claimed afterwards.
+func TestUpgradeOutboxFromV4(t *testing.T) {
+	cfgs := map[string]func(t *testing.T) database.Config{
+		"sqlite": func(t *testing.T) database.Config {
+			return database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(t.TempDir(), "t.db") + "?_txlock=immediate"}
+		},
+		"postgres": func(t *testing.T) database.Config {
+			return database.Config{Type: "postgres", URI: harness.PostgresURI(t)}
+		},
+	}
+	for name, cfg := range cfgs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			fresh := openDB(t, cfg(t))
+
+			old, err := database.Open(cfg(t), zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			current := old.UpgradeTable
+			// Version 1, then the shipped upgrades up to version 4.
+			old.UpgradeTable = dbutil.BuildUpgradeTable().WithFSPath(v1Schema, "testdata/v1").Finish()
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			old.UpgradeTable = current[:4]
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var version int
+			if err := old.QueryRow(ctx, `SELECT version FROM version`).Scan(&version); err != nil || version != 4 {
+				t.Fatalf("prepared version %d, %v; want 4", version, err)
+			}
+			// What v4 left: id → (room, state, attempts, claimed_until).
+			rows := []struct {
+				id               int64
+				room, state      string
+				attempts         int
+				claimedUntil     int64
+				wantMaybeSent    bool
+				wantClaimedFirst bool
+			}{
+				{1, "!r", "pending", 0, 0, false, true}, // waiting, never tried
+				{2, "!r", "pending", 2, 0, true, false}, // tried twice, behind 1
+				{3, "!s", "pending", 0, 1, true, true},  // claimed, not handed back
+				{4, "!s", "sent", 1, 0, false, false},
+				{5, "!t", "failed", 1, 0, true, false},
+			}
+			for _, r := range rows {
+				state := r.state
+				var eventID any
+				if state == "sent" {
+					eventID = fmt.Sprintf("$e%d", r.id)
+				}
+				// In this order, the rows get ids 1 to 5.
+				if _, err := old.Exec(ctx, `INSERT INTO outbox (user_id, room_id, txn_id, event_type, content, state, event_id, attempts, next_attempt_at, claimed_until, created_at)
+					VALUES ('@u:test', $1, $2, 'm.room.message', '{}', $3, $4, $5, 1, $6, 1)`,
+					r.room, fmt.Sprintf("t%d", r.id), state, eventID, r.attempts, r.claimedUntil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old.UpgradeTable = current
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := schemaOf(t, old), schemaOf(t, fresh); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("upgraded schema differs from a fresh one:\n got %v\nwant %v", got, want)
+			}
+			for _, r := range rows {
+				e, err := old.Outbox.ByTxn(ctx, "@u:test", fmt.Sprintf("t%d", r.id))
+				if err != nil || e == nil || e.ID != r.id {
+					t.Fatalf("entry %d lost: %v", r.id, err)
+				}
+				if e.MaybeSent != r.wantMaybeSent || e.State != r.state || e.Attempts != r.attempts || e.ClaimToken != 0 {
+					t.Fatalf("entry %d after the upgrade: %+v", r.id, e)
+				}
+			}
+			claimed, err := old.Outbox.Claim(ctx, 10, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want []int64
+			for _, r := range rows {
+				if r.wantClaimedFirst {
+					want = append(want, r.id)
+				}
+			}
+			for _, e := range claimed {
+				got = append(got, e.ID)
+				if e.ClaimToken != 1 {
+					t.Fatalf("claim token %d, want 1", e.ClaimToken)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("claimed %v after the upgrade, want the heads %v", got, want)
+			}
+			// New entries get ids after the old ones (PostgreSQL identity).
+			added, _, err := old.Outbox.Add(ctx, &database.OutboxEntry{UserID: "@u:test", RoomID: "!t", TxnID: "new", EventType: "m.room.message", Content: "{}"})
+			if err != nil || added.ID <= 5 {
+				t.Fatalf("new entry after the upgrade: %+v %v", added, err)
 			}
 		})
 	}
