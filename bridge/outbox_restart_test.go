@@ -108,9 +108,9 @@ func (p *hsProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"errcode":"M_UNKNOWN","error":"bad gateway for the test"}`, http.StatusBadGateway)
 		return
 	}
-	// PUT /_matrix/client/v3/rooms/{room}/send/{type}/{txn}
+	// PUT /_matrix/client/v3/rooms/{room}/send/{type}/{txn}, …/redact/{event}/{txn}
 	parts := strings.Split(r.URL.Path, "/")
-	if r.Method != http.MethodPut || len(parts) != 9 || parts[4] != "rooms" || parts[6] != "send" {
+	if r.Method != http.MethodPut || len(parts) != 9 || parts[4] != "rooms" || (parts[6] != "send" && parts[6] != "redact") {
 		p.rp.ServeHTTP(w, r)
 		return
 	}
@@ -435,6 +435,21 @@ func TestOutboxEchoSettlesLostAnswer(t *testing.T) {
 	})
 	if got := bodies(timeline(t, b, bobID, room)); fmt.Sprint(got) != "[echo-1 echo-2]" {
 		t.Fatalf("room got %v", got)
+	}
+
+	// A redaction is recognised by its echo too.
+	proxy.set(room, proxySwallow)
+	proxy.setNoHistory(true)
+	var out struct{ State string }
+	if code := call(t, b, bob, "PUT", "/rooms/events/meetup/redact/red-1", map[string]string{"event_id": entry.EventID.String(), "reason": "twice"}, &out); code != 200 && code != 202 {
+		t.Fatalf("redact: %d %+v", code, out)
+	}
+	eventually(t, 60*time.Second, "the redaction's echo to settle it", func() bool {
+		return entryOf(t, b.DB, bobID, "red-1").State == database.OutboxSent
+	})
+	redaction := entryOf(t, b.DB, bobID, "red-1")
+	if logged, err := b.DB.EventLog.Get(context.Background(), redaction.EventID); err != nil || logged == nil || logged.Type != event.EventRedaction.Type {
+		t.Fatalf("entry %+v settled by %+v %v", redaction, logged, err)
 	}
 }
 

@@ -90,7 +90,7 @@ func NewOutbox(db *database.Database, hs *appservice.Homeserver, log zerolog.Log
 	o := &Outbox{
 		db: db, hs: hs,
 		log:       log.With().Str("component", "outbox").Logger(),
-		sendBound: SendBound(hs.Bot().Client),
+		sendBound: deliveryBound(hs.Bot().Client),
 		wake:      make(chan struct{}, 1),
 		sends:     sends,
 		stopSends: func() { stopSends(errShutdown) },
@@ -103,10 +103,10 @@ func NewOutbox(db *database.Database, hs *appservice.Homeserver, log zerolog.Log
 	return o
 }
 
-// SendBound is the longest one send through client may take: each attempt
-// the client makes may wait for its HTTP timeout, plus the pauses between
-// attempts. Sends are cut off there, and claims last longer.
-func SendBound(client *mautrix.Client) time.Duration {
+// deliveryBound is the longest one send through client may take: each
+// attempt the client makes may wait for its HTTP timeout, plus the pauses
+// between attempts. Sends are cut off there, and claims last longer.
+func deliveryBound(client *mautrix.Client) time.Duration {
 	timeout := client.Client.Timeout
 	if timeout <= 0 {
 		timeout = time.Minute
@@ -218,8 +218,12 @@ func (o *Outbox) Run(ctx context.Context) {
 		free := maxInFlight - len(o.inFlight)
 		o.mu.Unlock()
 		if free > 0 {
-			entries, err := o.db.Outbox.Claim(ctx, free, o.claimFor)
-			if err != nil && ctx.Err() == nil {
+			// Not ctx: a claim committed as shutdown begins must still be
+			// read back, or its entries would wait for it to expire.
+			claimCtx, cancel := o.recordContext()
+			entries, err := o.db.Outbox.Claim(claimCtx, free, o.claimFor)
+			cancel()
+			if err != nil {
 				o.log.Err(err).Msg("Failed to claim outbox entries")
 			}
 			for _, entry := range entries {
