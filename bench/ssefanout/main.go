@@ -48,6 +48,9 @@ type scenario struct {
 	// perTxn is how many messages share a transaction (default: one
 	// transaction every 10 ms).
 	perTxn int
+	// joins is how many new members join the rooms while the messages
+	// flow, pushed back to back in transactions of 100.
+	joins int
 }
 
 var scenarios = map[string]scenario{
@@ -57,6 +60,9 @@ var scenarios = map[string]scenario{
 	// Transactions of 10 messages: several frames wait for each stream and
 	// leave in one write.
 	"burst1k": {users: 1000, rooms: 1, rate: 100, duration: 20 * time.Second, perTxn: 10},
+	// A mass join: 10,000 people join while 1,000 members' streams are
+	// open and messages flow; no stream may be cut off, no message lost.
+	"massjoin": {users: 1000, rooms: 1, rate: 10, duration: 20 * time.Second, joins: 10000},
 }
 
 var (
@@ -68,7 +74,7 @@ var (
 const hsToken = "load-hs-token-0123456789abcdef0123456789"
 
 func main() {
-	name := flag.String("scenario", "room1k", "room1k, room10k, many or burst1k")
+	name := flag.String("scenario", "room1k", "room1k, room10k, many, burst1k or massjoin")
 	client := flag.String("client", "", "internal: hold streams to this address")
 	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
 	users := flag.Int("users", 0, "internal: number of streams")
@@ -209,6 +215,8 @@ func run(name string, sc scenario) error {
 		defer pprof.StopCPUProfile()
 	}
 	cpu0, start := cpuSeconds(), time.Now()
+	joined := make(chan error, 1)
+	go func() { joined <- pushJoins(newPusher(base), sc) }()
 	sent := 0
 	for tick := time.NewTicker(interval); sent < total; <-tick.C {
 		var msgs []string
@@ -220,8 +228,12 @@ func run(name string, sc scenario) error {
 			return err
 		}
 	}
+	if err := <-joined; err != nil {
+		return err
+	}
 	time.Sleep(2 * time.Second) // let the last deliveries land
-	if open := hub.Connections(); open != sc.users {
+	open := hub.Connections()
+	if open != sc.users {
 		fmt.Printf("  %d of %d streams were cut off during the run\n", sc.users-open, sc.users)
 	}
 	cpu := cpuSeconds() - cpu0
@@ -242,6 +254,9 @@ func run(name string, sc scenario) error {
 		return err
 	}
 	fmt.Printf("%s: %d users in %d rooms, %d messages in %s → %d deliveries\n", name, sc.users, sc.rooms, sent, elapsed.Round(time.Millisecond), deliveries)
+	if sc.joins > 0 {
+		fmt.Printf("  %d new members joined during the messages; %d of %d streams cut off\n", sc.joins, sc.users-open, sc.users)
+	}
 	fmt.Printf("  latency (txn sent → event read): %s", report)
 	fmt.Printf("  floor latency (plain writes, one loop per core, same clients): %s", floorLatency)
 	fmt.Printf("  server CPU: %.2fs = %.2f µs per delivery; floor (plain writes of the same bytes): %.2f µs; ratio %.2f\n",
@@ -281,6 +296,24 @@ func memberEvent(u, room int) string {
 func messageEvent(n, room int, ts int64) string {
 	return fmt.Sprintf(`{"event_id":"$msg%d","room_id":%q,"type":"m.room.message","sender":%q,"origin_server_ts":1,"content":{"msgtype":"m.text","body":"load %d","ts":%d}}`,
 		n, roomID(room), userID(room), n, ts)
+}
+
+// pushJoins pushes sc.joins member events of new users, spread over the
+// rooms, in transactions of 100 (txn ids of their own).
+func pushJoins(p *pusher, sc scenario) error {
+	p.txn = 1 << 30
+	var joins []string
+	for j := range sc.joins {
+		u := sc.users + j
+		joins = append(joins, memberEvent(u, u%sc.rooms))
+		if len(joins) == 100 || j == sc.joins-1 {
+			if err := p.send(joins); err != nil {
+				return err
+			}
+			joins = nil
+		}
+	}
+	return nil
 }
 
 type pusher struct {
