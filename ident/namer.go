@@ -76,7 +76,7 @@ func (n *Namer) GhostID(tenant, slug string) (id.UserID, error) {
 // (or ErrBadEscape) when it is not one of our ghosts.
 func (n *Namer) ParseGhost(userID id.UserID) (tenant, slug string, err error) {
 	localpart, domain, err := userID.ParseAndValidateRelaxed()
-	if err != nil || domain != n.domain {
+	if err != nil || domain != n.domain || len(userID) > MaxIDLength {
 		return "", "", ErrNotOurs
 	}
 	values, err := n.ghost.parse(localpart)
@@ -101,6 +101,10 @@ func (n *Namer) Alias(tenant string, kind Kind, slug string) (id.RoomAlias, erro
 // ParseAlias reverses Alias.
 func (n *Namer) ParseAlias(alias id.RoomAlias) (tenant string, kind Kind, slug string, err error) {
 	s := string(alias)
+	if len(s) > MaxIDLength {
+		// Alias never makes one this long, so it cannot be ours.
+		return "", "", "", ErrTooLong
+	}
 	colon := strings.IndexByte(s, ':')
 	if !strings.HasPrefix(s, "#") || colon < 0 || s[colon+1:] != n.domain {
 		return "", "", "", ErrNotOurs
