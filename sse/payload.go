@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -51,54 +51,21 @@ type SenderInfo struct {
 }
 
 // formatter turns log rows into SSE frames. Lookups are cached briefly:
-// the same room and sender recur in every message of a conversation.
+// the same room and sender recur in every message of a conversation. The
+// caches are bounded LRUs with expiry, so a burst of new rooms or senders
+// evicts the least used entries instead of emptying everything at once.
 type formatter struct {
 	db      *database.Database
-	portals *ttlCache[id.RoomID, *PortalInfo]
-	senders *ttlCache[[2]string, *SenderInfo]
+	portals *expirable.LRU[id.RoomID, *PortalInfo]
+	senders *expirable.LRU[[2]string, *SenderInfo]
 }
 
 const cacheTTL = 10 * time.Second
 
 func newFormatter(db *database.Database) *formatter {
-	return &formatter{db: db, portals: newTTLCache[id.RoomID, *PortalInfo](10000), senders: newTTLCache[[2]string, *SenderInfo](50000)}
-}
-
-// ttlCache keeps values for cacheTTL, and forgets everything when it holds
-// more than max entries (a crude bound that is enough here).
-type ttlCache[K comparable, V any] struct {
-	mu      sync.Mutex
-	max     int
-	entries map[K]cached[V]
-}
-
-type cached[V any] struct {
-	value   V
-	expires time.Time
-}
-
-func newTTLCache[K comparable, V any](max int) *ttlCache[K, V] {
-	return &ttlCache[K, V]{max: max, entries: make(map[K]cached[V])}
-}
-
-func (c *ttlCache[K, V]) get(key K) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || time.Now().After(e.expires) {
-		var zero V
-		return zero, false
-	}
-	return e.value, true
-}
-
-func (c *ttlCache[K, V]) put(key K, value V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) > c.max {
-		clear(c.entries)
-	}
-	c.entries[key] = cached[V]{value, time.Now().Add(cacheTTL)}
+	return &formatter{db: db,
+		portals: expirable.NewLRU[id.RoomID, *PortalInfo](10000, nil, cacheTTL),
+		senders: expirable.NewLRU[[2]string, *SenderInfo](50000, nil, cacheTTL)}
 }
 
 // payload builds the payload of a logged event.
@@ -209,7 +176,7 @@ func encodeNamedFrame(pos int64, name string, data any) []byte {
 }
 
 func (f *formatter) portal(ctx context.Context, roomID id.RoomID) (*PortalInfo, error) {
-	if info, ok := f.portals.get(roomID); ok {
+	if info, ok := f.portals.Get(roomID); ok {
 		return info, nil
 	}
 	row, err := f.db.Portals.GetByRoomID(ctx, roomID)
@@ -219,13 +186,13 @@ func (f *formatter) portal(ctx context.Context, roomID id.RoomID) (*PortalInfo, 
 		return nil, err
 	}
 	info := &PortalInfo{Tenant: row.Tenant, Kind: row.Kind, Slug: row.Slug, Name: row.Name}
-	f.portals.put(roomID, info)
+	f.portals.Add(roomID, info)
 	return info, nil
 }
 
 func (f *formatter) sender(ctx context.Context, roomID id.RoomID, userID id.UserID) (*SenderInfo, error) {
 	key := [2]string{string(roomID), string(userID)}
-	if info, ok := f.senders.get(key); ok {
+	if info, ok := f.senders.Get(key); ok {
 		return info, nil
 	}
 	info := &SenderInfo{UserID: userID}
@@ -241,7 +208,7 @@ func (f *formatter) sender(ctx context.Context, roomID id.RoomID, userID id.User
 	if info.Displayname == "" {
 		info.Displayname = userID.Localpart()
 	}
-	f.senders.put(key, info)
+	f.senders.Add(key, info)
 	return info, nil
 }
 
