@@ -74,7 +74,7 @@ func parseSSE(stream []byte) (events []sseEvent, rest []byte) {
 
 var fixedNames = map[string]bool{
 	"m.room.message": true, "m.reaction": true, "m.room.redaction": true, "m.room.member": true,
-	"m.typing": true, "m.receipt": true, EventOther: true, EventReset: true, EventMembers: true,
+	"m.typing": true, "m.receipt": true, EventOther: true, EventReset: true, EventMembers: true, EventPosition: true,
 }
 
 // checkFrame fails unless frame is exactly one well-formed event: one
@@ -274,6 +274,13 @@ func (f *hubFixture) rawStreamWith(t *testing.T, dialer *net.Dialer, user, lastI
 	}
 	c.fill(t, func() bool { return bytes.Contains(c.buf, []byte(": connected\n\n")) })
 	_, c.buf, _ = bytes.Cut(c.buf, []byte(": connected\n\n"))
+	if lastID == "" {
+		// A new stream's first frame is its position; tests read what
+		// comes after it.
+		if first := c.read(t, 1)[0]; first.name != EventPosition || !first.hasID {
+			t.Fatalf("a new stream began with %+v, want its position", first)
+		}
+	}
 	return c
 }
 

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -42,8 +43,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 	}
 	sub, start, rooms, err := h.subscribe(ctx, userID, pc)
 	if errors.Is(err, errTooManyStreams) {
-		w.Header().Set("Retry-After", "5")
-		mautrix.MLimitExceeded.WithMessage("Too many open streams for this user").WithStatus(http.StatusServiceUnavailable).Write(w)
+		retryLater(w, http.StatusServiceUnavailable, 5*time.Second, "Too many open streams for this user")
 		return
 	} else if err != nil {
 		h.log.Err(err).Msg("Failed to open stream")
@@ -70,10 +70,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 		_, err := w.Write(b)
 		return err == nil
 	}
-	if !write([]byte("retry: 2000\n: connected\n\n")) {
-		return
-	}
-	if hasLast && !h.backfill(r, write, userID, rooms, lastID, start) {
+	if !write([]byte("retry: 2000\n: connected\n\n")) || !h.opening(r, write, userID, rooms, lastID, hasLast, start) {
 		return
 	}
 	flusher.Flush()
@@ -140,17 +137,23 @@ func (h *Hub) admit(w http.ResponseWriter, r *http.Request, userID id.UserID) bo
 	refused, wait := h.limits.admit(userID, h.limits.clientAddress(r), time.Now())
 	switch refused {
 	case overKeyLimit:
-		ms := max(wait.Milliseconds(), 1)
-		w.Header().Set("Retry-After", strconv.FormatInt((ms+999)/1000, 10))
-		mautrix.MLimitExceeded.WithMessage("Too many new streams from this user or address; retry later").
-			WithStatus(http.StatusTooManyRequests).WithExtraField("retry_after_ms", ms).Write(w)
+		retryLater(w, http.StatusTooManyRequests, wait, "Too many new streams from this user or address; retry later")
 		return false
 	case overGlobalLimit:
-		w.Header().Set("Retry-After", "1")
-		mautrix.MLimitExceeded.WithMessage("Too many new streams; retry shortly").WithStatus(http.StatusServiceUnavailable).Write(w)
+		retryLater(w, http.StatusServiceUnavailable, time.Second, "Too many new streams; retry shortly")
 		return false
 	}
 	return true
+}
+
+// retryLater refuses a stream with M_LIMIT_EXCEEDED, saying when to retry
+// both in Retry-After (whole seconds, rounded up) and in retry_after_ms,
+// which a page reads more easily (a cross-origin page sees Retry-After
+// only because CORS exposes it).
+func retryLater(w http.ResponseWriter, status int, wait time.Duration, msg string) {
+	ms := max(wait.Milliseconds(), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt((ms+999)/1000, 10))
+	mautrix.MLimitExceeded.WithMessage("%s", msg).WithStatus(status).WithExtraField("retry_after_ms", ms).Write(w)
 }
 
 // serveParked takes the connection over from net/http, writes the headers
@@ -184,7 +187,7 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 		_, err := conn.Write(b)
 		return err == nil
 	}
-	if !write(head.Bytes()) || (hasLast && !h.backfill(r, write, userID, rooms, lastID, start)) {
+	if !write(head.Bytes()) || !h.opening(r, write, userID, rooms, lastID, hasLast, start) {
 		h.drop(sub, "closed")
 		return
 	}
@@ -205,11 +208,22 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 	pc.release()
 }
 
-// backfill writes what the client missed, from after lastID up to start
-// (from start on, the subscriber has it). A position the log no longer
-// holds, or never held, gets a reset event instead: the page must reload
-// its history.
-func (h *Hub) backfill(r *http.Request, write func([]byte) bool, userID id.UserID, follows map[id.RoomID]struct{}, lastID, start int64) bool {
+// opening writes the first frames of a stream, before any live event:
+// its position, so that a client cut off at once still resumes from
+// there, and for a resumed stream what it missed.
+//
+// A new stream gets a position frame at start. A resumed one gets one at
+// lastID (a cut during the catch-up resumes from the last event written,
+// or from there), the events it missed, and a position frame at start,
+// which moves the client past the events of rooms it does not follow. A
+// position the log no longer holds, or never held, gets a reset event at
+// start instead, and nothing before it: a position frame first would let
+// a client cut off right after it resume from start without ever hearing
+// that it must reload its history.
+func (h *Hub) opening(r *http.Request, write func([]byte) bool, userID id.UserID, follows map[id.RoomID]struct{}, lastID int64, hasLast bool, start int64) bool {
+	if !hasLast {
+		return write(positionFrame(start))
+	}
 	ctx := r.Context()
 	oldest, err := h.db.EventLog.OldestPosition(ctx)
 	if err != nil {
@@ -219,8 +233,22 @@ func (h *Hub) backfill(r *http.Request, write func([]byte) bool, userID id.UserI
 	// on a replica whose hub lags behind: a position past it was never
 	// logged here (another database, or made up).
 	if lastID > start || (oldest > 0 && lastID < oldest-1) {
-		return write(encodeNamedFrame(start, EventReset, map[string]any{"reason": "position outside the stream's retention; reload history", "stream_pos": start}))
+		frame := encodeNamedFrame(start, EventReset, map[string]any{"reason": "position outside the stream's retention; reload history", "stream_pos": start})
+		if start == 0 {
+			frame = append([]byte("id: 0\n"), frame...) // encodeNamedFrame leaves out id 0
+		}
+		return write(frame)
 	}
+	if !write(positionFrame(lastID)) || !h.backfill(ctx, write, userID, follows, lastID, start) {
+		return false
+	}
+	return lastID == start || write(positionFrame(start))
+}
+
+// backfill writes what the client missed, from after lastID up to start
+// (from start on, the subscriber has it), of the rooms it follows and its
+// own membership.
+func (h *Hub) backfill(ctx context.Context, write func([]byte) bool, userID id.UserID, follows map[id.RoomID]struct{}, lastID, start int64) bool {
 	for pos := lastID; pos < start; {
 		events, err := h.db.EventLog.After(ctx, pos, 500)
 		if err != nil || len(events) == 0 {

@@ -157,7 +157,20 @@ func membership(room, user string, m event.Membership) *database.LoggedEvent {
 
 type frame struct{ id, event, data string }
 
+// open opens a stream and hands on its frames, except the position frames
+// of its opening (positions_test.go reads those with openAll).
 func (f *hubFixture) open(t *testing.T, user, lastID string) (chan frame, *http.Response) {
+	t.Helper()
+	return f.openStream(t, user, lastID, false)
+}
+
+// openAll opens a stream and hands on every frame.
+func (f *hubFixture) openAll(t *testing.T, user, lastID string) (chan frame, *http.Response) {
+	t.Helper()
+	return f.openStream(t, user, lastID, true)
+}
+
+func (f *hubFixture) openStream(t *testing.T, user, lastID string, positions bool) (chan frame, *http.Response) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", f.srv.URL+"?user="+user, nil)
 	if lastID != "" {
@@ -181,7 +194,9 @@ func (f *hubFixture) open(t *testing.T, user, lastID string) (chan frame, *http.
 			line := sc.Text()
 			switch {
 			case line == "" && cur.event != "":
-				frames <- cur
+				if positions || cur.event != EventPosition {
+					frames <- cur
+				}
 				cur = frame{}
 			case strings.HasPrefix(line, "id: "):
 				cur.id = line[4:]

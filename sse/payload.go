@@ -107,6 +107,8 @@ const (
 	// EventMembers tells the page that others' membership of a room
 	// changed while the stream was behind (see offerOthersMembership).
 	EventMembers = "members"
+	// EventPosition carries only the stream's position (see positionFrame).
+	EventPosition = "position"
 )
 
 var namedEvents = map[string]string{
@@ -173,6 +175,19 @@ func encodeNamedFrame(pos int64, name string, data any) []byte {
 	b = append(b, "\ndata: "...)
 	b = append(b, raw...)
 	return append(b, "\n\n"...)
+}
+
+// positionFrame tells the client where its stream stands: an id line
+// (also for position 0, so that a stream opened on an empty log can be
+// resumed from its start) and the same position as data, since an
+// EventSource dispatches no event for a frame without data.
+func positionFrame(pos int64) []byte {
+	b := make([]byte, 0, 80)
+	b = append(b, "id: "...)
+	b = strconv.AppendInt(b, pos, 10)
+	b = append(b, "\nevent: "+EventPosition+"\ndata: {\"stream_pos\":"...)
+	b = strconv.AppendInt(b, pos, 10)
+	return append(b, "}\n\n"...)
 }
 
 func (f *formatter) portal(ctx context.Context, roomID id.RoomID) (*PortalInfo, error) {
