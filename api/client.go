@@ -84,6 +84,7 @@ func (c *Client) Register(r *mux.Router) {
 	sub.Handle("/rooms", auth(c.getRooms)).Methods(http.MethodGet)
 	sub.Handle("/whoami", auth(c.getWhoami)).Methods(http.MethodGet)
 	room := "/rooms/{kind:events|groups}/{slug}"
+	sub.Handle(room, auth(c.getRoom)).Methods(http.MethodGet)
 	sub.Handle(room+"/messages", auth(c.getMessages)).Methods(http.MethodGet)
 	sub.Handle(room+"/send/{txnId}", auth(c.putSend)).Methods(http.MethodPut)
 	sub.Handle(room+"/edit/{txnId}", auth(c.putEdit)).Methods(http.MethodPut)
@@ -91,30 +92,88 @@ func (c *Client) Register(r *mux.Router) {
 	sub.Handle(room+"/redact/{txnId}", auth(c.putRedact)).Methods(http.MethodPut)
 	sub.Handle(room+"/typing", auth(c.putTyping)).Methods(http.MethodPut)
 	sub.Handle(room+"/receipt", auth(c.postReceipt)).Methods(http.MethodPost)
-	for _, path := range []string{"/events/ticket", "/events", "/rooms", room + "/messages", room + "/send/{txnId}",
+	for _, path := range []string{"/events/ticket", "/events", "/rooms", room, room + "/messages", room + "/send/{txnId}",
 		room + "/edit/{txnId}", room + "/react/{txnId}", room + "/redact/{txnId}", room + "/typing", room + "/receipt"} {
 		sub.HandleFunc(path, MethodNotAllowed)
 	}
 }
 
-// cors lets the configured frontend origins call the API with credentials.
+// cors lets the configured frontend origins call the API with credentials,
+// and no other origin.
 func (c *Client) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin != "" && slices.Contains(c.cfg.AllowedOrigins, origin) {
-			h := w.Header()
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		allowed := slices.Contains(c.cfg.AllowedOrigins, origin)
+		apply := func(h http.Header) {
+			for _, key := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Methods",
+				"Access-Control-Allow-Headers", "Access-Control-Max-Age", "Access-Control-Expose-Headers"} {
+				h.Del(key)
+			}
+			if !allowed {
+				return
+			}
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Add("Vary", "Origin")
+			// The stream's 429 and 503 say when to retry; a page on another
+			// origin reads that only if it is exposed.
+			h.Set("Access-Control-Expose-Headers", "Retry-After")
 			if r.Method == http.MethodOptions {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
 				h.Set("Access-Control-Max-Age", "600")
 			}
 		}
-		next.ServeHTTP(w, r)
+		if allowed {
+			w.Header().Add("Vary", "Origin")
+		}
+		apply(w.Header())
+		next.ServeHTTP(&corsWriter{ResponseWriter: w, apply: apply}, r)
 	})
 }
+
+// corsWriter puts the client API's CORS headers back just before the
+// response header is written: mautrix writes every Matrix error with
+// Access-Control-Allow-Origin "*", which would let any origin read the
+// errors of this API, and which browsers refuse for a request with
+// credentials (an EventSource using the ticket cookie).
+type corsWriter struct {
+	http.ResponseWriter
+	apply       func(http.Header)
+	wroteHeader bool
+}
+
+func (w *corsWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		w.apply(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *corsWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush and Unwrap keep the stream working through the wrapper: it
+// asserts http.Flusher, and takes the connection over with
+// http.ResponseController.
+func (w *corsWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *corsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // authenticate resolves the caller from a bearer JWT or, for the stream,
 // from a single-use ticket (query or cookie), and checks that the user is
@@ -269,15 +328,54 @@ func (c *Client) getRooms(w http.ResponseWriter, r *http.Request) {
 		if p == nil || p.Tenant != who.tenant || p.Closed {
 			continue
 		}
-		unread, err := c.db.ReadMarkers.Unread(r.Context(), who.userID, roomID, maxUnread)
+		info, err := c.roomInfo(r.Context(), who.userID, p)
 		if err != nil {
 			c.internalError(w, r, err)
 			return
 		}
-		out.Rooms = append(out.Rooms, roomInfo{Kind: p.Kind, Slug: p.Slug, Name: p.Name, Topic: p.Topic,
-			Alias: p.Alias.String(), RoomID: p.RoomID.String(), Unread: unread})
+		out.Rooms = append(out.Rooms, info)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (c *Client) roomInfo(ctx context.Context, userID id.UserID, p *database.Portal) (roomInfo, error) {
+	unread, err := c.db.ReadMarkers.Unread(ctx, userID, p.RoomID, maxUnread)
+	if err != nil {
+		return roomInfo{}, err
+	}
+	return roomInfo{Kind: p.Kind, Slug: p.Slug, Name: p.Name, Topic: p.Topic,
+		Alias: p.Alias.String(), RoomID: p.RoomID.String(), Unread: unread}, nil
+}
+
+// roomDetail is one room with what the user may do in it.
+type roomDetail struct {
+	roomInfo
+	// PowerLevel is the user's level in the room; RedactLevel the level
+	// needed to remove other people's events (one's own need none).
+	PowerLevel  int `json:"power_level"`
+	RedactLevel int `json:"redact_level"`
+}
+
+// getRoom describes one of the caller's rooms, with the power levels a
+// page needs to offer only the actions the bridge will allow. The levels
+// are read from Synapse, as putRedact reads them.
+func (c *Client) getRoom(w http.ResponseWriter, r *http.Request) {
+	p, ok := c.joinedPortal(w, r)
+	if !ok {
+		return
+	}
+	who := callerOf(r).userID
+	levels, err := c.portals.PowerLevels(r.Context(), p.RoomID)
+	if err != nil {
+		c.homeserverError(w, err, "read power levels")
+		return
+	}
+	info, err := c.roomInfo(r.Context(), who, p)
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, roomDetail{roomInfo: info, PowerLevel: levels.GetUserLevel(who), RedactLevel: levels.Redact()})
 }
 
 // joinedPortal resolves the room of the path for the caller: 404 when the
@@ -336,15 +434,25 @@ func (c *Client) getMessages(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	// Read before asking Synapse: every event logged up to here was pushed,
+	// so Synapse had stored it, so the page holds it (or an older page
+	// does). A stream resumed from here misses nothing; what both carry is
+	// recognised by event ID.
+	pos, err := c.db.EventLog.MaxPosition(r.Context())
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
 	resp, err := c.portals.Messages(r.Context(), callerOf(r).userID, p.RoomID, r.URL.Query().Get("from"), limit)
 	if err != nil {
 		c.homeserverError(w, err, "read history")
 		return
 	}
 	out := struct {
-		Chunk []*sse.Payload `json:"chunk"`
-		End   string         `json:"end,omitempty"`
-	}{Chunk: make([]*sse.Payload, 0, len(resp.Chunk)), End: resp.End}
+		Chunk     []*sse.Payload `json:"chunk"`
+		End       string         `json:"end,omitempty"`
+		StreamPos int64          `json:"stream_pos"`
+	}{Chunk: make([]*sse.Payload, 0, len(resp.Chunk)), End: resp.End, StreamPos: pos}
 	for _, evt := range resp.Chunk {
 		raw, err := json.Marshal(evt)
 		if err != nil {
@@ -422,6 +530,12 @@ func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Por
 			c.internalError(w, r, err)
 			return
 		}
+	}
+	if portal.RefusedAsDuplicate(entry) {
+		// Not a failure: the reaction is there. Retrying the txn id gets
+		// this answer again.
+		mautrix.RespError{ErrCode: "M_DUPLICATE_ANNOTATION", Err: "You already reacted to this event with this key", StatusCode: http.StatusConflict}.Write(w)
+		return
 	}
 	resp := sendResponse{TxnID: txnID, State: entry.State, EventID: entry.EventID.String()}
 	status := http.StatusOK

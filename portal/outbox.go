@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -417,7 +418,7 @@ func (o *Outbox) record(entry *database.OutboxEntry, eventID id.EventID, err err
 		return
 	case permanent(err) || errors.Is(err, errBadEntry):
 		log.Warn().Err(err).Msg("Homeserver refused message")
-		err = o.db.Outbox.MarkFailed(ctx, entry, err.Error())
+		err = o.db.Outbox.MarkFailed(ctx, entry, refusal(err))
 	case errors.Is(cause, errShutdown):
 		// Due again at once: whoever starts next looks for it first.
 		log.Info().Err(err).Msg("Send cut off by shutdown, will retry")
@@ -447,6 +448,31 @@ func (o *Outbox) release(entry *database.OutboxEntry, log zerolog.Logger) {
 
 func (o *Outbox) recordContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), recordTimeout)
+}
+
+// duplicateAnnotation is Synapse's errcode for a reaction its sender has
+// already made (same event, same key).
+const duplicateAnnotation = "M_DUPLICATE_ANNOTATION"
+
+// refusal is the last_error of an entry the homeserver refused for good:
+// "ERRCODE (HTTP status): message" when it gave a Matrix error, which
+// RefusedAsDuplicate reads back.
+func refusal(err error) string {
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) && httpErr.RespError != nil && httpErr.Response != nil {
+		return fmt.Sprintf("%s (HTTP %d): %s", httpErr.RespError.ErrCode, httpErr.Response.StatusCode, httpErr.RespError.Err)
+	}
+	return err.Error()
+}
+
+// RefusedAsDuplicate reports whether the homeserver refused a reaction
+// because its user had already made it: the reaction is in the room, only
+// not from this request. The entry stays failed (nothing to retry), and
+// the client API answers 409 with the homeserver's errcode instead of
+// calling it a failure.
+func RefusedAsDuplicate(e *database.OutboxEntry) bool {
+	return e.State == database.OutboxFailed && e.EventType == event.EventReaction.Type &&
+		strings.HasPrefix(e.LastError, duplicateAnnotation+" (HTTP ")
 }
 
 // permanent reports an error retrying cannot fix: the homeserver answered

@@ -2,7 +2,7 @@
 // OpenAPI description, so tests prove the description true. It knows the
 // parts of OpenAPI 3.1 / JSON Schema the description uses: paths with
 // parameters, $ref, type, required, properties, additionalProperties,
-// items, enum and anyOf.
+// items, enum, allOf and anyOf.
 package openapicheck
 
 import (
@@ -132,6 +132,13 @@ func (s *Spec) validate(schemaNode any, value any, at string) error {
 	schema, _ := s.resolve(schemaNode).(map[string]any)
 	if schema == nil {
 		return nil
+	}
+	if parts, ok := schema["allOf"].([]any); ok {
+		for _, part := range parts {
+			if err := s.validate(part, value, at); err != nil {
+				return err
+			}
+		}
 	}
 	if alts, ok := schema["anyOf"].([]any); ok {
 		var errs []error

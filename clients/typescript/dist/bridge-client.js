@@ -1115,6 +1115,14 @@ var ChatClient = class extends Emitter {
     return (await this.get("/rooms")).rooms;
   }
   /**
+   * One room with the user's power level and the level needed to remove
+   * other people's events (one's own need none): offer removing others'
+   * messages only when powerLevel >= redactLevel.
+   */
+  async room(room) {
+    return (await this.call("GET", roomPath(room, ""))).body;
+  }
+  /**
    * A page of a room's history, newest first. Without from it is the newest
    * page; when the bridge says which stream position it is consistent with,
    * stream events of that room up to there are not emitted again.
@@ -1245,7 +1253,8 @@ var ChatClient = class extends Emitter {
   }
 };
 function roomPath(room, rest) {
-  return `/rooms/${pathKind(room.kind)}/${seg(room.slug)}/${rest}`;
+  const path = `/rooms/${pathKind(room.kind)}/${seg(room.slug)}`;
+  return rest === "" ? path : `${path}/${rest}`;
 }
 function floorKey(room) {
   const kind = room.kind === "event" || room.kind === "group" ? room.kind + "s" : room.kind;

@@ -4,7 +4,7 @@
 // With --check it type-checks, builds the module in memory and fails when
 // the committed dist/bridge-client.js differs (CI runs that).
 import { execFileSync } from "node:child_process";
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
@@ -58,9 +58,6 @@ if (check) {
   }
 } else {
   tsc("-p", "tsconfig.json");
-  // tsc emits no .d.ts for a .d.ts source; the generated types go along as they are.
-  await mkdir(new URL("../dist/types/generated/", import.meta.url), { recursive: true });
-  await copyFile(new URL("../src/generated/openapi.d.ts", import.meta.url), new URL("../dist/types/generated/openapi.d.ts", import.meta.url));
   await writeFile(bundlePath, await bundle());
   console.log("wrote dist/bridge-client.js and dist/types/");
 }

@@ -12,6 +12,7 @@ import type {
   MessagesResponse,
   PortalInfo,
   Room,
+  RoomDetail,
   RoomRef,
   SendRequest,
   SendResponse,
@@ -217,6 +218,15 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   /**
+   * One room with the user's power level and the level needed to remove
+   * other people's events (one's own need none): offer removing others'
+   * messages only when powerLevel >= redactLevel.
+   */
+  async room(room: RoomRef): Promise<RoomDetail> {
+    return (await this.call<RoomDetail>("GET", roomPath(room, ""))).body;
+  }
+
+  /**
    * A page of a room's history, newest first. Without from it is the newest
    * page; when the bridge says which stream position it is consistent with,
    * stream events of that room up to there are not emitted again.
@@ -365,7 +375,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 }
 
 function roomPath(room: RoomRef, rest: string): string {
-  return `/rooms/${pathKind(room.kind)}/${seg(room.slug)}/${rest}`;
+  const path = `/rooms/${pathKind(room.kind)}/${seg(room.slug)}`;
+  return rest === "" ? path : `${path}/${rest}`;
 }
 
 function floorKey(room: { kind: string; slug: string }): string {

@@ -6,7 +6,7 @@ type Schemas = components["schemas"];
 type JSONOf<R> = R extends { content: { "application/json": infer T } } ? T : never;
 
 /** Matrix-style error body: `{"errcode", "error"}`. */
-export type ErrorBody = JSONOf<components["responses"]["Error"]>;
+export type ErrorBody = Schemas["Error"];
 
 export type SyncState = Schemas["SyncState"];
 export type UserRequest = Schemas["UserRequest"];
@@ -20,6 +20,8 @@ export type BatchRequest = Schemas["BatchRequest"];
 /** The portal after a membership change. */
 export type BatchResult = JSONOf<components["responses"]["Batch"]>;
 export type Room = Schemas["Room"];
+/** One room with the user's power level and the level needed to remove others' events. */
+export type RoomDetail = Schemas["RoomDetail"];
 /** The data of one stream event, also the items of a history page. */
 export type StreamPayload = Schemas["StreamPayload"];
 /** A Matrix user named as the stream names senders. */
@@ -29,17 +31,18 @@ export type PortalInfo = NonNullable<StreamPayload["portal"]>;
 export type StreamMembers = Schemas["StreamMembers"];
 /** The data of a "reset" event. */
 export type StreamReset = Schemas["StreamReset"];
+/** The data of a "position" event: the stream's position alone. */
+export type StreamPosition = Schemas["StreamPosition"];
 
 /** An answer to send, edit, react or redact: the message in the bridge's outbox. */
-export type SendResponse = JSONOf<components["responses"]["Send"]>;
+export type SendResponse = Schemas["Send"];
 
 const client = "/_openmeet/client/v1" as const;
 export type Whoami = JSONOf<paths[`${typeof client}/whoami`]["get"]["responses"][200]>;
 export type Ticket = JSONOf<paths[`${typeof client}/events/ticket`]["post"]["responses"][200]>;
 /**
- * A page of history, newest first. The bridge is to add the stream position
- * the page is consistent with; until the spec names that field, the client
- * reads `stream_pos` or `position` when present (see ChatClient.history).
+ * A page of history, newest first, with `stream_pos`: the stream position
+ * the page is consistent with (see ChatClient.history).
  */
 export type MessagesResponse = JSONOf<paths[`${typeof client}/rooms/{kind}/{slug}/messages`]["get"]["responses"][200]>;
 

@@ -9,7 +9,12 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The OpenMeet tenant */
+                tenant: components["parameters"]["Tenant"];
+                /** @description The OpenMeet user's slug */
+                slug: components["parameters"]["UserSlug"];
+            };
             cookie?: never;
         };
         /** Read a ghost */
@@ -17,7 +22,12 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    /** @description The OpenMeet user's slug */
+                    slug: components["parameters"]["UserSlug"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -31,7 +41,12 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    /** @description The OpenMeet user's slug */
+                    slug: components["parameters"]["UserSlug"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -59,7 +74,11 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The OpenMeet tenant */
+                tenant: components["parameters"]["Tenant"];
+                kind: components["parameters"]["ProvisionKind"];
+            };
             cookie?: never;
         };
         /** List portals by slug */
@@ -70,7 +89,11 @@ export interface paths {
                     after?: string;
                 };
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -100,7 +123,13 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The OpenMeet tenant */
+                tenant: components["parameters"]["Tenant"];
+                kind: components["parameters"]["ProvisionKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
             cookie?: never;
         };
         /** Read a portal */
@@ -108,7 +137,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -122,7 +157,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -143,7 +184,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -162,7 +209,13 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The OpenMeet tenant */
+                tenant: components["parameters"]["Tenant"];
+                kind: components["parameters"]["ProvisionKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
             cookie?: never;
         };
         /** List a portal's desired members */
@@ -170,7 +223,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -201,7 +260,13 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The OpenMeet tenant */
+                tenant: components["parameters"]["Tenant"];
+                kind: components["parameters"]["ProvisionKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
             cookie?: never;
         };
         get?: never;
@@ -211,7 +276,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -238,7 +309,15 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The OpenMeet tenant */
+                tenant: components["parameters"]["Tenant"];
+                kind: components["parameters"]["ProvisionKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+                /** @description The member's OpenMeet user slug */
+                user: components["parameters"]["User"];
+            };
             cookie?: never;
         };
         /** Read a member */
@@ -246,7 +325,15 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The member's OpenMeet user slug */
+                    user: components["parameters"]["User"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -268,7 +355,15 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The member's OpenMeet user slug */
+                    user: components["parameters"]["User"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -299,7 +394,15 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    /** @description The OpenMeet tenant */
+                    tenant: components["parameters"]["Tenant"];
+                    kind: components["parameters"]["ProvisionKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The member's OpenMeet user slug */
+                    user: components["parameters"]["User"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -398,11 +501,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
+            cookie?: never;
+        };
+        /**
+         * One of the user's rooms, with the power levels that decide what the user may do in it
+         * @description The levels are read from Synapse at each call. A page offers removing other people's events only when power_level >= redact_level (one's own events need no level), and reads the room again when an m.room.power_levels event of the room arrives (event name m.event).
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The room */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["RoomDetail"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/_openmeet/client/v1/rooms/{kind}/{slug}/messages": {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
             cookie?: never;
         };
         /** History, newest first, read from Synapse as the user */
@@ -413,7 +571,11 @@ export interface paths {
                     limit?: number;
                 };
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody?: never;
@@ -426,7 +588,10 @@ export interface paths {
                     content: {
                         "application/json": {
                             chunk: components["schemas"]["StreamPayload"][];
+                            /** @description Token of the next (older) page; absent at the start of the room */
                             end?: string;
+                            /** @description The stream position this page is consistent with, read before Synapse was asked: every event of the room up to it is in this page or an older one. Load the newest page, then open the stream with Last-Event-ID = stream_pos: nothing is missed, and an event both carry (pushed while the page was read) has the same event ID in both. */
+                            stream_pos: number;
                         };
                     };
                 };
@@ -448,7 +613,13 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                txnId: components["parameters"]["TxnId"];
+            };
             cookie?: never;
         };
         get?: never;
@@ -457,7 +628,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    txnId: components["parameters"]["TxnId"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -483,7 +660,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                        "application/json": components["schemas"]["Send"] | components["schemas"]["Error"];
                     };
                 };
             };
@@ -499,7 +676,13 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                txnId: components["parameters"]["TxnId"];
+            };
             cookie?: never;
         };
         get?: never;
@@ -508,7 +691,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    txnId: components["parameters"]["TxnId"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -534,7 +723,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                        "application/json": components["schemas"]["Send"] | components["schemas"]["Error"];
                     };
                 };
             };
@@ -550,19 +739,31 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                txnId: components["parameters"]["TxnId"];
+            };
             cookie?: never;
         };
         get?: never;
         /**
          * React to an event
-         * @description event_id may name any event of the room the user can see, also one just sent or older than the event log's retention: those are read from Synapse as the user. 400 for a malformed event_id ($ and at most 255 bytes, no spaces or control characters), 404 for an event of another room or one the user may not see. The same holds for edit, redact and receipt.
+         * @description event_id may name any event of the room the user can see, also one just sent or older than the event log's retention: those are read from Synapse as the user. 400 for a malformed event_id ($ and at most 255 bytes, no spaces or control characters), 404 for an event of another room or one the user may not see. The same holds for edit, redact and receipt. A reaction the user has already made (same event, same key, not removed) is refused by Synapse as M_DUPLICATE_ANNOTATION: the answer is 409 with that errcode, also to a repeat of the same txnId; the reaction that is there stays. To take a reaction back, redact its event.
          */
         put: {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    txnId: components["parameters"]["TxnId"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -580,6 +781,19 @@ export interface paths {
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
+                /** @description The user has already reacted to this event with this key (M_DUPLICATE_ANNOTATION); nothing was added */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {string} */
+                            errcode: "M_DUPLICATE_ANNOTATION";
+                            error: string;
+                        };
+                    };
+                };
                 413: components["responses"]["Error"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
@@ -587,7 +801,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                        "application/json": components["schemas"]["Send"] | components["schemas"]["Error"];
                     };
                 };
             };
@@ -603,7 +817,13 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                txnId: components["parameters"]["TxnId"];
+            };
             cookie?: never;
         };
         get?: never;
@@ -612,7 +832,13 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    txnId: components["parameters"]["TxnId"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -637,7 +863,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["responses"]["Send"]["content"]["application/json"]["schema"] | components["responses"]["Error"]["content"]["application/json"]["schema"];
+                        "application/json": components["schemas"]["Send"] | components["schemas"]["Error"];
                     };
                 };
             };
@@ -653,7 +879,11 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
             cookie?: never;
         };
         get?: never;
@@ -662,7 +892,11 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -702,7 +936,11 @@ export interface paths {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+            };
             cookie?: never;
         };
         get?: never;
@@ -715,7 +953,11 @@ export interface paths {
             parameters: {
                 query?: never;
                 header?: never;
-                path?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                };
                 cookie?: never;
             };
             requestBody: {
@@ -817,6 +1059,20 @@ export interface paths {
          *       instead of each member event, and is never cut off for them.
          *     - `reset`: the position is outside the log (StreamReset); reload
          *       history and resume from its `id:`.
+         *     - `position` (StreamPosition): the stream's position and nothing
+         *       else, `id:` = `data.stream_pos`.
+         *
+         *     Every stream is resumable from its first byte: a new stream starts
+         *     with a `position` frame at the position it starts from (`id: 0` on
+         *     an empty log), so a client cut off before any live event resumes
+         *     from there. A resumed stream (`Last-Event-ID` or `last_event_id`)
+         *     starts with a `position` frame at the position it resumes from,
+         *     then the events it missed, then a `position` frame at the position
+         *     it goes on from (past events of rooms the user is not in); one that
+         *     resumes from a position the log does not hold starts with `reset`
+         *     instead. To load history and then stream without a gap: read the
+         *     newest page of each room (its `stream_pos`), and open the stream
+         *     from the lowest of them; events both carry have the same event ID.
          *
          *     Comment lines (`: ping`) are heartbeats.
          */
@@ -846,21 +1102,24 @@ export interface paths {
                 400: components["responses"]["Error"];
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
-                /** @description This user or this client address opened too many streams lately (M_LIMIT_EXCEEDED); Retry-After says when to retry */
+                /** @description This user or this client address opened too many streams lately (M_LIMIT_EXCEEDED); Retry-After and retry_after_ms say when to retry */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            /** @enum {string} */
-                            errcode: "M_LIMIT_EXCEEDED";
-                            error: string;
-                            retry_after_ms: number;
-                        };
+                        "application/json": components["schemas"]["LimitExceeded"];
                     };
                 };
-                503: components["responses"]["Error"];
+                /** @description Too many new streams bridge-wide, or this user has too many open (M_LIMIT_EXCEEDED); Retry-After and retry_after_ms say when to retry */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LimitExceeded"];
+                    };
+                };
             };
         };
         put?: never;
@@ -875,6 +1134,26 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A Matrix-style error */
+        Error: {
+            errcode: string;
+            error: string;
+        };
+        /** @description M_LIMIT_EXCEEDED; Retry-After (whole seconds) and retry_after_ms say when to retry */
+        LimitExceeded: {
+            /** @enum {string} */
+            errcode: "M_LIMIT_EXCEEDED";
+            error: string;
+            retry_after_ms: number;
+        };
+        /** @description A message in the outbox. state: sent (Synapse has it, event_id), pending (on its way; the bridge keeps trying) or failed (Synapse refused it for good; error says why). */
+        Send: {
+            txn_id: string;
+            /** @enum {string} */
+            state: "pending" | "sent" | "failed";
+            event_id?: string;
+            error?: string;
+        };
         /** @enum {string} */
         SyncState: "synced" | "pending" | "error";
         UserRequest: {
@@ -950,6 +1229,16 @@ export interface components {
             alias: string;
             room_id: string;
         };
+        RoomDetail: components["schemas"]["Room"] & {
+            /** @description The user's power level in the room */
+            power_level: number;
+            /** @description The level needed to remove other people's events */
+            redact_level: number;
+        };
+        /** @description Data of a position event: the stream's position, the same as its id: */
+        StreamPosition: {
+            stream_pos: number;
+        };
         /** @description Data of a members event: Count member events of other people in the room, the newest at stream_pos; a page showing the room's members reloads them. */
         StreamMembers: {
             room_id: string;
@@ -998,10 +1287,7 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": {
-                    errcode: string;
-                    error: string;
-                };
+                "application/json": components["schemas"]["Error"];
             };
         };
         /** @description A ghost */
@@ -1040,17 +1326,24 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                "application/json": {
-                    txn_id: string;
-                    /** @enum {string} */
-                    state: "pending" | "sent" | "failed";
-                    event_id?: string;
-                    error?: string;
-                };
+                "application/json": components["schemas"]["Send"];
             };
         };
     };
-    parameters: never;
+    parameters: {
+        /** @description The OpenMeet tenant */
+        Tenant: string;
+        /** @description The event's or group's slug */
+        Slug: string;
+        /** @description The OpenMeet user's slug */
+        UserSlug: string;
+        /** @description The member's OpenMeet user slug */
+        User: string;
+        ProvisionKind: "events" | "groups";
+        ClientKind: "events" | "groups";
+        /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+        TxnId: string;
+    };
     requestBodies: never;
     headers: never;
     pathItems: never;
