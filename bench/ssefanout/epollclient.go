@@ -44,8 +44,7 @@ func epollClients(addr string, n int, floor bool, lat chan<- time.Duration) erro
 			return fmt.Errorf("connect: %w", err)
 		}
 		if !floor {
-			req := "GET /events?user=" + userID(u) + " HTTP/1.1\r\nHost: load\r\n\r\n"
-			if _, err := unix.Write(fd, []byte(req)); err != nil {
+			if _, err := unix.Write(fd, []byte(streamRequest(u))); err != nil {
 				return err
 			}
 		}

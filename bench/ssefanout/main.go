@@ -51,6 +51,11 @@ type scenario struct {
 	// joins is how many new members join the rooms while the messages
 	// flow, pushed back to back in transactions of 100.
 	joins int
+	// synapse: the messages are queued as they come and pushed as Synapse
+	// pushes them (one transaction in flight, the next carrying whatever
+	// queued meanwhile) to the whole bridge, and then, in the same run, to
+	// a plain net/http SSE server (see synapse.go).
+	synapse bool
 }
 
 var scenarios = map[string]scenario{
@@ -63,6 +68,8 @@ var scenarios = map[string]scenario{
 	// A mass join: 10,000 people join while 1,000 members' streams are
 	// open and messages flow; no stream may be cut off, no message lost.
 	"massjoin": {users: 1000, rooms: 1, rate: 10, duration: 20 * time.Second, joins: 10000},
+	// many, with Synapse's transaction sizes, against a plain server.
+	"many-synapse": {users: 8000, rooms: 8000, rate: 1000, duration: 10 * time.Second, synapse: true},
 }
 
 var (
@@ -74,13 +81,20 @@ var (
 const hsToken = "load-hs-token-0123456789abcdef0123456789"
 
 func main() {
-	name := flag.String("scenario", "room1k", "room1k, room10k, many, burst1k or massjoin")
+	name := flag.String("scenario", "room1k", "room1k, room10k, many, burst1k, massjoin or many-synapse")
 	client := flag.String("client", "", "internal: hold streams to this address")
 	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
 	users := flag.Int("users", 0, "internal: number of streams")
 	flag.BoolVar(&goClient, "goclient", false, "clients read with a goroutine per stream instead of epoll loops")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the message phase to this file")
 	flag.IntVar(&writers, "writers", 4, "stream writer goroutines (client_api.stream.writers)")
+	tokens := flag.String("tokens", "", "internal: with -client, a file of one bearer token per stream")
+	synapse := flag.String("synapse", "", "internal: push Synapse-like transactions to this base URL")
+	var push synapseLoad
+	flag.StringVar(&push.token, "hstoken", hsToken, "internal: with -synapse, the hs_token")
+	flag.IntVar(&push.rooms, "rooms", 1, "internal: with -synapse, number of rooms")
+	flag.Float64Var(&push.rate, "rate", 1000, "internal: with -synapse, messages per second")
+	flag.DurationVar(&push.duration, "duration", 10*time.Second, "internal: with -synapse, how long")
 	flag.Parse()
 	cpuProfile = *profile
 	// Every run is bounded in time, whatever goes wrong.
@@ -90,15 +104,23 @@ func main() {
 	})
 	var err error
 	switch {
+	case *synapse != "":
+		err = runSynapse(*synapse, push)
 	case *client != "":
-		err = runClients(*client, *users, *floor)
+		if err = loadTokens(*tokens); err == nil {
+			err = runClients(*client, *users, *floor)
+		}
 	default:
 		sc, ok := scenarios[*name]
 		if !ok {
 			err = fmt.Errorf("unknown scenario %q", *name)
 			break
 		}
-		err = run(*name, sc)
+		if sc.synapse {
+			err = runSynapseLike(*name, sc)
+		} else {
+			err = run(*name, sc)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ssefanout:", err)
@@ -317,20 +339,21 @@ func pushJoins(p *pusher, sc scenario) error {
 }
 
 type pusher struct {
-	base string
-	txn  int
-	http *http.Client
+	base  string
+	token string
+	txn   int
+	http  *http.Client
 }
 
 func newPusher(base string) *pusher {
-	return &pusher{base: base, http: &http.Client{Timeout: 30 * time.Second}}
+	return &pusher{base: base, token: hsToken, http: &http.Client{Timeout: 30 * time.Second}}
 }
 
 func (p *pusher) send(events []string) error {
 	p.txn++
 	body := `{"events":[` + strings.Join(events, ",") + `]}`
 	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/_matrix/app/v1/transactions/%d", p.base, p.txn), strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+hsToken)
+	req.Header.Set("Authorization", "Bearer "+p.token)
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return err
@@ -458,7 +481,7 @@ func runClients(addr string, n int, floor bool) error {
 			return err
 		}
 		if !floor {
-			fmt.Fprintf(conn, "GET /events?user=%s HTTP/1.1\r\nHost: load\r\n\r\n", userID(u))
+			_, _ = conn.Write([]byte(streamRequest(u)))
 		}
 		go readStream(conn, lat)
 	}
