@@ -21,39 +21,59 @@ import (
 //go:embed example-config.yaml
 var exampleConfig []byte
 
+// version is set when building with -ldflags "-X main.version=…", as the
+// Dockerfile does: the image is built without .git, so the build
+// information holds no revision. Empty means: read the build information.
+var version string
+
 // shutdownTimeout bounds a clean stop after SIGINT/SIGTERM.
 const shutdownTimeout = 30 * time.Second
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "openmeet-bridge:", err)
-		}
+		fmt.Fprintln(os.Stderr, "openmeet-bridge:", err)
 		os.Exit(1)
 	}
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("openmeet-bridge", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	// Parse's own messages are discarded: a requested -h prints the usage
+	// on stdout and exits 0; a mistake is one line on stderr, via main.
+	flags.SetOutput(io.Discard)
 	configPath := flags.String("c", "config.yaml", "path to the config file")
 	regPath := flags.String("r", "registration.yaml", "path to the appservice registration file")
 	generate := flags.Bool("g", false, "generate the registration (and the config, if missing) with fresh tokens, then exit")
-	printExample := flags.Bool("e", false, "print the example config and exit")
-	version := flags.Bool("version", false, "print the version and exit")
+	printExample := flags.Bool("e", false, "print the example config (the defaults) and exit")
+	defaultsPath := flags.String("defaults", "", "a complete config file to use instead of the built-in example: the defaults of keys -c leaves out, what -g writes and -e prints (the container image sets it)")
+	printVersion := flags.Bool("version", false, "print the version and exit")
 	if err := flags.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			usage(flags, stdout)
+			return nil
+		}
+		return fmt.Errorf("%w (-h lists the flags)", err)
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (-h lists the flags)", flags.Arg(0))
 	}
 	bridge.Version = buildVersion()
+	example := exampleConfig
+	if *defaultsPath != "" {
+		var err error
+		if example, err = os.ReadFile(*defaultsPath); err != nil {
+			return fmt.Errorf("failed to read -defaults: %w", err)
+		}
+	}
 	switch {
-	case *version:
+	case *printVersion:
 		fmt.Fprintln(stdout, "openmeet-bridge", bridge.Version)
 		return nil
 	case *printExample:
-		_, err := stdout.Write(exampleConfig)
+		_, err := stdout.Write(example)
 		return err
 	case *generate:
-		warnings, err := bridge.GenerateRegistration(exampleConfig, *configPath, *regPath)
+		warnings, err := bridge.GenerateRegistration(example, *configPath, *regPath)
 		for _, w := range warnings {
 			fmt.Fprintln(stderr, "warning:", w)
 		}
@@ -62,11 +82,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	return serve(*configPath, *regPath, stderr)
+	return serve(example, *configPath, *regPath, stderr)
 }
 
-func serve(configPath, regPath string, logOut io.Writer) error {
-	cfg, err := bridge.LoadConfig(exampleConfig, configPath)
+func usage(flags *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, `Usage: openmeet-bridge [flags]
+
+Bridges OpenMeet events and groups to Matrix rooms on a Synapse homeserver,
+as a Matrix application service. Start with -g to write a config and a
+registration; see README.md.
+
+Flags:
+`)
+	flags.SetOutput(w)
+	flags.PrintDefaults()
+	flags.SetOutput(io.Discard)
+}
+
+func serve(example []byte, configPath, regPath string, logOut io.Writer) error {
+	cfg, err := bridge.LoadConfig(example, configPath)
 	if err != nil {
 		return err
 	}
@@ -88,11 +122,14 @@ func serve(configPath, regPath string, logOut io.Writer) error {
 }
 
 func buildVersion() string {
+	if version != "" {
+		return version
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
 	}
-	version := info.Main.Version
+	v := info.Main.Version
 	var revision, modified string
 	for _, s := range info.Settings {
 		switch s.Key {
@@ -102,14 +139,14 @@ func buildVersion() string {
 			modified = s.Value
 		}
 	}
-	if version == "" || version == "(devel)" {
-		version = "dev"
+	if v == "" || v == "(devel)" {
+		v = "dev"
 	}
 	if len(revision) >= 12 {
-		version += "+" + revision[:12]
+		v += "+" + revision[:12]
 		if modified == "true" {
-			version += "-dirty"
+			v += "-dirty"
 		}
 	}
-	return version
+	return v
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openmeet-team/openmeet-bridge/bridge"
 )
 
 // The test binary doubles as the bridge binary: with this variable set it
@@ -42,8 +45,38 @@ func TestVersionAndExample(t *testing.T) {
 	if err != nil || out != string(exampleConfig) {
 		t.Fatalf("-e printed something else: %v", err)
 	}
-	if _, _, err := runCLI(t, "-nonsense"); err == nil {
-		t.Fatal("unknown flag accepted")
+	if _, _, err := runCLI(t, "-nonsense"); err == nil || !strings.Contains(err.Error(), "-h lists the flags") {
+		t.Fatalf("unknown flag: %v", err)
+	}
+	if _, _, err := runCLI(t, "-c", "x.yaml", "stray"); err == nil || !strings.Contains(err.Error(), `unexpected argument "stray"`) {
+		t.Fatalf("stray argument: %v", err)
+	}
+}
+
+// -h (and --help) print the usage on stdout and exit 0, as a process.
+func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "--help"} {
+		cmd := exec.Command(os.Args[0], arg)
+		cmd.Env = append(os.Environ(), runMainEnv+"=1")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v\n%s", arg, err, stderr.String())
+		}
+		if !strings.HasPrefix(stdout.String(), "Usage: openmeet-bridge") || !strings.Contains(stdout.String(), "-defaults") || stderr.Len() != 0 {
+			t.Fatalf("%s printed stdout %q, stderr %q", arg, stdout.String(), stderr.String())
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-nonsense")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("-nonsense: %v", err)
+	}
+	if want := "openmeet-bridge: flag provided but not defined: -nonsense (-h lists the flags)\n"; string(out) != want {
+		t.Fatalf("-nonsense printed %q, want %q", out, want)
 	}
 }
 
@@ -168,5 +201,40 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "Bridge stopped") {
 		t.Fatalf("no clean stop in the log:\n%s", logs.String())
+	}
+}
+
+// -defaults replaces the built-in example: -e prints it, -g writes a
+// missing config from it, and keys a config leaves out take its values.
+func TestDefaultsFlag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	defaults := filepath.Join(dir, "defaults.yaml")
+	custom := strings.Replace(string(exampleConfig), "hostname: 127.0.0.1", "hostname: 0.0.0.0", 1)
+	if custom == string(exampleConfig) {
+		t.Fatal("the example no longer has hostname: 127.0.0.1")
+	}
+	if err := os.WriteFile(defaults, []byte(custom), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := runCLI(t, "-defaults", defaults, "-e"); err != nil || out != custom {
+		t.Fatalf("-e with -defaults: %v", err)
+	}
+	configPath, regPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "registration.yaml")
+	if _, _, err := runCLI(t, "-defaults", defaults, "-g", "-c", configPath, "-r", regPath); err != nil {
+		t.Fatal(err)
+	}
+	written, _ := os.ReadFile(configPath)
+	if !strings.Contains(string(written), "hostname: 0.0.0.0") {
+		t.Fatal("-g did not start from the -defaults file")
+	}
+	// A config of its own that leaves hostname out gets the -defaults value.
+	minimal := []byte("homeserver:\n    domain: openmeet.test\n")
+	cfg, err := bridge.ParseConfig([]byte(custom), minimal)
+	if err != nil || cfg.Appservice.Hostname != "0.0.0.0" {
+		t.Fatalf("%v %+v", err, cfg)
+	}
+	if _, _, err := runCLI(t, "-defaults", filepath.Join(dir, "missing.yaml"), "-e"); err == nil || !strings.Contains(err.Error(), "-defaults") {
+		t.Fatalf("missing -defaults file: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -57,10 +58,17 @@ const (
 	PermissionUser  = "user"
 )
 
-// ParseConfig decodes data over the defaults in example. Unknown keys are
-// errors. It does not validate.
+// ParseConfig decodes data over the defaults in example. Unknown keys and
+// values of the wrong kind are errors naming their key path. It does not
+// validate.
 func ParseConfig(example, data []byte) (*Config, error) {
 	cfg := &Config{}
+	if err := checkKeys(example, reflect.TypeOf(cfg)); err != nil {
+		return nil, fmt.Errorf("the example config is invalid:\n%w", err)
+	}
+	if err := checkKeys(data, reflect.TypeOf(cfg)); err != nil {
+		return nil, err
+	}
 	if err := decodeStrict(example, cfg); err != nil {
 		return nil, fmt.Errorf("embedded example config is invalid: %w", err)
 	}
@@ -97,7 +105,7 @@ func LoadConfig(example []byte, path string) (*Config, error) {
 	}
 	cfg, err := ParseConfig(example, data)
 	if err != nil {
-		return nil, fmt.Errorf("failed to parse config %s: %w", path, err)
+		return nil, fmt.Errorf("failed to parse config %s:\n%w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config %s:\n%w", path, err)

@@ -105,6 +105,62 @@ func TestUnknownKeyIsAnError(t *testing.T) {
 	}
 }
 
+// Mistakes the YAML decoder finds are reported by key path, not by Go
+// type, with the line and, for a typo, the key it probably meant.
+func TestParseErrorsNameTheKeyPath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, change string
+		want         []string
+	}{
+		{"typo", "appservice:\n    adress: http://x\n",
+			[]string{"appservice.adress: unknown key (line 2); did you mean address?"}},
+		{"unknown section", "matrix:\n    x: 1\n", []string{"matrix: unknown key (line 1)"}},
+		{"nested typo", "client_api:\n    stream:\n        hartbeat: 1s\n",
+			[]string{"client_api.stream.hartbeat: unknown key (line 3); did you mean heartbeat?"}},
+		{"bad duration", "client_api:\n    stream:\n        heartbeat: forever\n",
+			[]string{`client_api.stream.heartbeat: "forever" is not a duration such as 30s, 5m or 2h (line 3)`}},
+		{"duration without unit", "portals:\n    sync_wait: 20\n",
+			[]string{`portals.sync_wait: "20" is not a duration`}},
+		{"bad number", "appservice:\n    port: eighty\n", []string{`appservice.port: "eighty" is not a whole number (line 2)`}},
+		{"bad bool", "web:\n    enabled: sometimes\n", []string{`web.enabled: "sometimes" is not true or false`}},
+		{"list for a value", "homeserver:\n    domain: [a, b]\n", []string{"homeserver.domain: must be a single value, not a list (line 2)"}},
+		{"value for a section", "logging: loud\n", []string{`logging: must be a mapping of keys, not "loud" (line 1)`}},
+		{"bad list item", "client_api:\n    jwt:\n        secrets: [[x]]\n", []string{"client_api.jwt.secrets[0]: must be a single value, not a list"}},
+		{"bad power level", "portals:\n    power_levels:\n        event:\n            host: high\n",
+			[]string{`portals.power_levels.event.host: "high" is not a whole number`}},
+		{"all at once", "appservice:\n    adress: x\n    port: x\ndatabase:\n    tpye: x\n",
+			[]string{"appservice.adress: unknown key", "appservice.port:", "database.tpye: unknown key (line 5); did you mean type?"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseConfig(exampleConfig(t), []byte(tt.change))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+			if strings.Contains(err.Error(), "time.Duration") || strings.Contains(err.Error(), "Config") {
+				t.Errorf("error names a Go type:\n%v", err)
+			}
+		})
+	}
+	// The line numbers count in the user's file.
+	_, err := ParseConfig(exampleConfig(t), []byte("appservice:\n    adress: x\n"))
+	if err == nil || !strings.Contains(err.Error(), "appservice.adress: unknown key (line 2)") {
+		t.Fatalf("got %v", err)
+	}
+	// Empty keys and anchors are fine.
+	cfg, err := ParseConfig(exampleConfig(t), []byte(validConfig+"web:\nlogging: &l\n    level: debug\n"))
+	if err != nil || cfg.Logging.Level != "debug" {
+		t.Fatalf("%v %+v", err, cfg)
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
