@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -86,7 +87,7 @@ func main() {
 	floor := flag.Bool("floor", false, "internal: with -client, hold raw connections for the floor")
 	users := flag.Int("users", 0, "internal: number of streams")
 	flag.BoolVar(&goClient, "goclient", false, "clients read with a goroutine per stream instead of epoll loops")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of the message phase to this file")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the message phase to this file (many-synapse: the bridge's; the plain server's to this name + .nethttp)")
 	flag.IntVar(&writers, "writers", 4, "stream writer goroutines (client_api.stream.writers)")
 	tokens := flag.String("tokens", "", "internal: with -client, a file of one bearer token per stream")
 	synapse := flag.String("synapse", "", "internal: push Synapse-like transactions to this base URL")
@@ -358,6 +359,9 @@ func (p *pusher) send(events []string) error {
 	if err != nil {
 		return err
 	}
+	// Read to the end, or the client closes the connection and the next
+	// transaction pays for a new one; Synapse keeps its connection.
+	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("transaction %d: HTTP %d", p.txn, resp.StatusCode)

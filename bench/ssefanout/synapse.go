@@ -76,6 +76,7 @@ type phase struct {
 	load     string // the Synapse child's summary
 	latency  string // the clients' report
 	messages int
+	p50, p99 time.Duration // parsed from latency
 }
 
 func runSynapseLike(name string, sc scenario) error {
@@ -95,7 +96,8 @@ func runSynapseLike(name string, sc scenario) error {
 		return fmt.Errorf("net/http: %w", err)
 	}
 	report("net/http", ref)
-	fmt.Printf("  bridge / net/http: CPU per message %.2f×\n", b.cpu/float64(b.messages)/(ref.cpu/float64(ref.messages)))
+	fmt.Printf("  bridge / net/http: CPU per message %.2f×, p50 %.2f×, p99 %.2f×\n", b.cpu/float64(b.messages)/(ref.cpu/float64(ref.messages)),
+		float64(b.p50)/float64(ref.p50), float64(b.p99)/float64(ref.p99))
 	return nil
 }
 
@@ -131,7 +133,7 @@ func bridgePhase(sc scenario, dir string) (phase, error) {
 	if err := writeTokens(tokenFile, secret, sc.users); err != nil {
 		return phase{}, err
 	}
-	return measure(sc, b.Addr().String(), base, token, tokenFile, b.Hub.Connections, true)
+	return measure(sc, b.Addr().String(), base, token, tokenFile, b.Hub.Connections, cpuProfile)
 }
 
 // makeGhostsAndPortals writes, before the bridge starts, a ghost per user
@@ -263,7 +265,7 @@ func pushJoinsTo(base, token string, sc scenario) error {
 // measure opens the streams (a child process), waits until the server
 // holds all of them, then has a Synapse child push the messages and reads
 // this process's CPU from the first transaction to 2 s after the last.
-func measure(sc scenario, addr, base, token, tokenFile string, open func() int, profile bool) (phase, error) {
+func measure(sc scenario, addr, base, token, tokenFile string, open func() int, profile string) (phase, error) {
 	clients := exec.Command(os.Args[0], "-client", addr, "-users", strconv.Itoa(sc.users), "-tokens", tokenFile, "-goclient="+strconv.FormatBool(goClient))
 	clients.Stderr = os.Stderr
 	out, _ := clients.StdoutPipe()
@@ -290,8 +292,8 @@ func measure(sc scenario, addr, base, token, tokenFile string, open func() int, 
 		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-duration", sc.duration.String())
 	load.Stderr = os.Stderr
 	loadOut, _ := load.StdoutPipe()
-	if profile && cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(profile)
 		if err != nil {
 			return phase{}, err
 		}
@@ -319,7 +321,20 @@ func measure(sc scenario, addr, base, token, tokenFile string, open func() int, 
 	if p.latency, err = readLine(lines); err != nil {
 		return phase{}, fmt.Errorf("no report from clients: %w", err)
 	}
+	p.p50, p.p99 = percentiles(p.latency)
 	return p, nil
+}
+
+// percentiles reads p50 and p99 back from the clients' report.
+func percentiles(line string) (p50, p99 time.Duration) {
+	for _, f := range strings.Split(line, ", ") {
+		if v, ok := strings.CutPrefix(f, "p50 "); ok {
+			p50, _ = time.ParseDuration(v)
+		} else if v, ok := strings.CutPrefix(f, "p99 "); ok {
+			p99, _ = time.ParseDuration(strings.TrimSuffix(v, ","))
+		}
+	}
+	return p50, p99
 }
 
 // synapseLoad is the Synapse child's job.
@@ -402,7 +417,7 @@ func referencePhase(sc scenario) (phase, error) {
 	if err := pushJoinsTo(base, hsToken, sc); err != nil {
 		return phase{}, err
 	}
-	return measure(sc, l.Addr().String(), base, hsToken, "", ref.open, false)
+	return measure(sc, l.Addr().String(), base, hsToken, "", ref.open, cpuProfile+".nethttp")
 }
 
 // refServer is the plain net/http SSE server a Go programmer would write
