@@ -149,15 +149,16 @@ func (db *Database) Close() error {
 
 func wrap(raw *dbutil.Database) *Database {
 	portals := &PortalQuery{db: raw}
+	delivered := new(deliveredHook)
 	return &Database{
 		Database:      raw,
-		EventLog:      &EventLogQuery{db: raw},
+		EventLog:      &EventLogQuery{db: raw, delivered: delivered},
 		Members:       &RoomMemberQuery{db: raw},
 		Ghosts:        &GhostQuery{db: raw},
 		Portals:       portals,
 		PortalMembers: &PortalMemberQuery{db: raw, portals: portals},
 		Bot:           &BotQuery{db: raw},
-		Outbox:        &OutboxQuery{db: raw},
+		Outbox:        &OutboxQuery{db: raw, delivered: delivered},
 		Tickets:       &TicketQuery{db: raw},
 		ReadMarkers:   &ReadMarkerQuery{db: raw},
 	}

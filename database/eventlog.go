@@ -45,6 +45,8 @@ type EventLogQuery struct {
 	db *dbutil.Database
 	// onEcho is told which outbox entries an append settled (see OnEcho).
 	onEcho echoHook
+	// delivered is the outbox's OnDelivered hook, told of the same entries.
+	delivered *deliveredHook
 }
 
 const (
@@ -104,7 +106,7 @@ func TxnDigest(events []*LoggedEvent, ephemeral [][]byte) string {
 // actually written, with their positions set, in log order.
 func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
 	now := time.Now().UnixMilli()
-	var echoed []int64
+	var echoed, accepted []int64
 	err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events), digest)
 		if err != nil {
@@ -118,7 +120,7 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 		}
 		// The echo of a message the outbox sent settles its entry in the
 		// same transaction that logs it.
-		if echoed, err = settleEchoes(ctx, q.db, written); err != nil {
+		if echoed, accepted, err = settleEchoes(ctx, q.db, written); err != nil {
 			return err
 		}
 		if q.db.Dialect == dbutil.Postgres {
@@ -131,6 +133,7 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 	}
 	if err == nil {
 		q.echoed(echoed)
+		reportDelivered(q.delivered, accepted...)
 	}
 	return written, err
 }

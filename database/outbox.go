@@ -58,7 +58,30 @@ type OutboxEntry struct {
 
 // OutboxQuery reads and writes the outbox table.
 type OutboxQuery struct {
-	db *dbutil.Database
+	db        *dbutil.Database
+	delivered *deliveredHook
+}
+
+// deliveredHook is where OnDelivered keeps its function; the outbox and the
+// event log (which settles entries by their echo) share it.
+type deliveredHook = atomic.Pointer[func(waited time.Duration)]
+
+// OnDelivered registers fn to be told, after the commit, how long each
+// entry waited from being accepted until it was recorded as sent, by the
+// send's answer or by its echo, whichever came first (each entry once).
+func (q *OutboxQuery) OnDelivered(fn func(waited time.Duration)) {
+	q.delivered.Store(&fn)
+}
+
+func reportDelivered(hook *deliveredHook, acceptedMillis ...int64) {
+	fn := hook.Load()
+	if fn == nil {
+		return
+	}
+	now := time.Now()
+	for _, ms := range acceptedMillis {
+		(*fn)(max(now.Sub(time.UnixMilli(ms)), 0))
+	}
 }
 
 const (
@@ -107,13 +130,14 @@ const (
 	dropOutboxQuery    = `DELETE FROM outbox WHERE id = $1 AND state <> 'sent'`
 	waitingOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox WHERE state <> 'sent' ORDER BY id LIMIT $1`
 	countWaitingQuery  = `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`
+	backlogQuery       = `SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox WHERE state = 'pending'`
 	// The echo of a sent message: the homeserver has it, whatever became
 	// of the send's answer. Ending the claim fences off the worker that
 	// sent it. A failed entry whose echo arrives was sent after all.
 	settleOutboxEchoQuery = `
 		UPDATE outbox SET state = 'sent', event_id = $5, last_error = '', claimed_until = 0
 		WHERE user_id = $1 AND txn_id = $2 AND room_id = $3 AND event_type = $4 AND state <> 'sent'
-		RETURNING id`
+		RETURNING id, created_at`
 )
 
 var (
@@ -170,7 +194,11 @@ func (q *OutboxQuery) BeginAttempt(ctx context.Context, e *OutboxEntry, claimFor
 // MarkSent records delivery; ErrClaimLost when the claim is no longer the
 // caller's.
 func (q *OutboxQuery) MarkSent(ctx context.Context, e *OutboxEntry, eventID id.EventID) error {
-	return fenced(q.db.Exec(ctx, markOutboxSentQuery, e.ID, e.ClaimToken, eventID))
+	err := fenced(q.db.Exec(ctx, markOutboxSentQuery, e.ID, e.ClaimToken, eventID))
+	if err == nil {
+		reportDelivered(q.delivered, e.CreatedAt)
+	}
+	return err
 }
 
 // MarkRetry records a failed attempt and when to try again, ending the
@@ -228,6 +256,16 @@ func (q *OutboxQuery) Depth(ctx context.Context) (n int64, err error) {
 	return
 }
 
+// Backlog is the number of entries waiting to be delivered and when the
+// oldest of them was accepted (zero when none waits).
+func (q *OutboxQuery) Backlog(ctx context.Context) (n int64, oldest time.Time, err error) {
+	var ms int64
+	if err = q.db.QueryRow(ctx, backlogQuery).Scan(&n, &ms); err == nil && n > 0 {
+		oldest = time.UnixMilli(ms)
+	}
+	return
+}
+
 // OnEcho registers fn to be called, after the commit, with the ids of the
 // outbox entries that an appended transaction settled by their echo.
 func (q *EventLogQuery) OnEcho(fn func(entryIDs []int64)) {
@@ -249,8 +287,8 @@ var txnIDKeyBytes = []byte(OutboxTxnIDKey)
 // entries whose echo is among the events just logged: an event of the
 // entry's user in the entry's room, of its type, carrying its txn id. Only
 // the bridge can send as a ghost, so no one else can settle its entries.
-func settleEchoes(ctx context.Context, db *dbutil.Database, written []*LoggedEvent) ([]int64, error) {
-	var settled []int64
+// It returns the ids of the settled entries and when each was accepted.
+func settleEchoes(ctx context.Context, db *dbutil.Database, written []*LoggedEvent) (settled, accepted []int64, err error) {
 	for _, evt := range written {
 		if !bytes.Contains(evt.Raw, txnIDKeyBytes) {
 			continue
@@ -260,13 +298,20 @@ func settleEchoes(ctx context.Context, db *dbutil.Database, written []*LoggedEve
 			continue
 		}
 		rows, err := db.Query(ctx, settleOutboxEchoQuery, evt.Sender, txnID.Str, evt.RoomID, evt.Type, evt.EventID)
-		ids, err := dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[int64], err).AsList()
+		pairs, err := dbutil.NewRowIterWithError(rows, scanSettled, err).AsList()
 		if err != nil {
-			return nil, fmt.Errorf("failed to settle outbox entry by its echo: %w", err)
+			return nil, nil, fmt.Errorf("failed to settle outbox entry by its echo: %w", err)
 		}
-		settled = append(settled, ids...)
+		for _, p := range pairs {
+			settled, accepted = append(settled, p[0]), append(accepted, p[1])
+		}
 	}
-	return settled, nil
+	return settled, accepted, nil
+}
+
+func scanSettled(row dbutil.Scannable) (p [2]int64, err error) {
+	err = row.Scan(&p[0], &p[1])
+	return
 }
 
 func scanOutbox(row dbutil.Scannable) (*OutboxEntry, error) {

@@ -438,3 +438,56 @@ func TestOutboxConcurrentWorkers(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxBacklogAndDelivered: Backlog counts the waiting entries and
+// dates the oldest; OnDelivered hears of each entry once when it is
+// recorded as sent, by the send's answer or by its echo.
+func TestOutboxBacklogAndDelivered(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		if n, oldest, err := db.Outbox.Backlog(ctx); err != nil || n != 0 || !oldest.IsZero() {
+			t.Fatalf("empty backlog: %d %v %v", n, oldest, err)
+		}
+		var mu sync.Mutex
+		var waits []time.Duration
+		db.Outbox.OnDelivered(func(waited time.Duration) {
+			mu.Lock()
+			waits = append(waits, waited)
+			mu.Unlock()
+		})
+		before := time.Now().Add(-time.Second)
+		a := addEntry(t, db, "@u:test", "!r1", "a")
+		b := addEntry(t, db, "@u:test", "!r2", "b")
+		// a was accepted an hour ago.
+		hourAgo := time.Now().Add(-time.Hour).UnixMilli()
+		if _, err := db.Exec(ctx, `UPDATE outbox SET created_at = $1 WHERE id = $2`, hourAgo, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		n, oldest, err := db.Outbox.Backlog(ctx)
+		if err != nil || n != 2 || oldest.UnixMilli() != hourAgo {
+			t.Fatalf("backlog: %d %v %v, want 2 and %v", n, oldest, err, time.UnixMilli(hourAgo))
+		}
+		_, claimed := claimIDs(t, db, 10, time.Minute)
+		if len(claimed) != 2 {
+			t.Fatalf("claimed %d", len(claimed))
+		}
+		// a by the send's answer, b by its echo; then a late answer for b.
+		if err := db.Outbox.MarkSent(ctx, claimed[0], "$a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := appendTxn(ctx, db, "echo-b", []*database.LoggedEvent{echo("$b", "!r2", "@u:test", "m.room.message", `"b"`)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Outbox.MarkSent(ctx, claimed[1], "$b2"); !errors.Is(err, database.ErrClaimLost) {
+			t.Fatalf("late answer: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(waits) != 2 || waits[0] < time.Hour || waits[0] > time.Hour+time.Minute || waits[1] > time.Since(before) {
+			t.Fatalf("delivered waits %v, want about 1h for a, then under a second for b (%d)", waits, b.ID)
+		}
+		if n, oldest, err := db.Outbox.Backlog(ctx); err != nil || n != 0 || !oldest.IsZero() {
+			t.Fatalf("backlog after delivery: %d %v %v", n, oldest, err)
+		}
+	})
+}

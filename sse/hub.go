@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -62,6 +63,8 @@ type Hub struct {
 	// started is closed once Run knows where the log ends.
 	started chan struct{}
 	hooks   hooks
+	// Counted for Stats.
+	userStreamsRefused, cutOffSlow atomic.Uint64
 
 	mu       sync.Mutex
 	position int64
@@ -207,7 +210,7 @@ func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte, portal *PortalInf
 		case isMember && sub.user != target:
 			sub.offerOthersMembership(frame, memberNote{room: evt.RoomID, portal: portal, pos: evt.Position}, &batch)
 		case !sub.offer(frame, &batch):
-			h.dropLocked(sub, "too slow")
+			h.dropLocked(sub, dropTooSlow)
 		}
 	}
 	batch.flush()
@@ -229,7 +232,7 @@ func (h *Hub) Ephemeral(roomID id.RoomID, frame []byte) {
 	var batch readyBatch
 	for sub := range h.byRoom[roomID] {
 		if !sub.offer(frame, &batch) {
-			h.dropLocked(sub, "too slow")
+			h.dropLocked(sub, dropTooSlow)
 		}
 	}
 	batch.flush()
@@ -270,6 +273,7 @@ func (h *Hub) unfollow(sub *subscriber, roomID id.RoomID) {
 // caught up), the subscriber skips what its snapshot already holds.
 func (h *Hub) subscribe(ctx context.Context, userID id.UserID, parked *parkedConn) (*subscriber, int64, map[id.RoomID]struct{}, error) {
 	if h.userStreams(userID) >= h.cfg.MaxPerUser {
+		h.userStreamsRefused.Add(1)
 		return nil, 0, nil, errTooManyStreams
 	}
 	snap, err := h.db.EventLog.StreamSnapshot(ctx, userID)
@@ -334,6 +338,7 @@ func (h *Hub) userStreams(userID id.UserID) int {
 
 func (h *Hub) registerLocked(userID id.UserID, rooms map[id.RoomID]struct{}, from int64, parked *parkedConn) (*subscriber, error) {
 	if len(h.byUser[userID]) >= h.cfg.MaxPerUser {
+		h.userStreamsRefused.Add(1)
 		return nil, errTooManyStreams
 	}
 	sub := newSubscriber(userID, h.cfg.Buffer, parked)
@@ -371,6 +376,9 @@ func (h *Hub) dropLocked(sub *subscriber, reason string) {
 		h.unfollow(sub, roomID)
 	}
 	h.total--
+	if reason == dropTooSlow {
+		h.cutOffSlow.Add(1)
+	}
 	sub.close(reason)
 }
 

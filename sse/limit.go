@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -27,6 +28,8 @@ type connectLimits struct {
 	user    *keyedLimiter
 	address *keyedLimiter
 	proxies []netip.Prefix
+	// Refusals by limit, for Hub.Stats.
+	userRefused, addressRefused, bridgeRefused atomic.Uint64
 }
 
 func newConnectLimits(cfg Config) *connectLimits {
@@ -91,10 +94,16 @@ func (l *connectLimits) admit(userID id.UserID, address string, now time.Time) (
 	}
 	if wait := max(user.delay, addr.delay); wait > 0 {
 		cancel()
+		if user.delay > 0 {
+			l.userRefused.Add(1)
+		} else {
+			l.addressRefused.Add(1)
+		}
 		return overKeyLimit, wait
 	}
 	if !l.global.AllowN(now, 1) {
 		cancel()
+		l.bridgeRefused.Add(1)
 		return overGlobalLimit, time.Second
 	}
 	return admitted, 0

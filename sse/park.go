@@ -390,7 +390,7 @@ func (pc *parkedConn) endWrite(bufs [][]byte, rest []byte, err error) {
 	case err != nil:
 		pc.p.hub.drop(pc.sub, "write failed")
 	case tooSlow:
-		pc.p.hub.drop(pc.sub, "too slow")
+		pc.p.hub.drop(pc.sub, dropTooSlow)
 	case len(rest) > 0:
 		time.AfterFunc(retryDelay, func() { pc.p.schedule(pc) })
 	case again:
@@ -457,7 +457,7 @@ func (p *parker) heartbeat() {
 	var batch readyBatch
 	for _, pc := range conns {
 		if !pc.offer(heartbeatFrame, &batch) {
-			p.hub.drop(pc.sub, "too slow")
+			p.hub.drop(pc.sub, dropTooSlow)
 		}
 	}
 	batch.flush()
