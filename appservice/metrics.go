@@ -12,7 +12,13 @@ type serverMetrics struct {
 	logged       prometheus.Counter
 	rejected     *prometheus.CounterVec
 	duration     prometheus.Histogram
+	lastTxn      prometheus.Gauge
 }
+
+// txnResults are the values of openmeet_appservice_transactions_total's
+// result label, each exported from the start so that its first
+// occurrence is an increase alerting rules see.
+var txnResults = []string{"applied", "duplicate", "db_error", "bad_json", "too_large", "read_error", "bad_txn_id"}
 
 func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 	m := &serverMetrics{
@@ -33,14 +39,21 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Help:    "Time from receiving an applied transaction to answering it.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		lastTxn: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "openmeet_appservice_last_transaction_timestamp_seconds",
+			Help: "Unix time of the newest transaction the homeserver pushed to this replica (applied, or a retry of one applied before); from the database at start-up, 0 if there was none.",
+		}),
 	}
 	for _, reason := range rejectReasons {
 		m.rejected.WithLabelValues(reason)
 	}
+	for _, result := range txnResults {
+		m.transactions.WithLabelValues(result)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.transactions, m.logged, m.rejected, m.duration} {
+	for _, c := range []prometheus.Collector{m.transactions, m.logged, m.rejected, m.duration, m.lastTxn} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -59,6 +72,12 @@ func (m *serverMetrics) txnDone(logged int, took time.Duration) {
 	m.transactions.WithLabelValues("applied").Inc()
 	m.logged.Add(float64(logged))
 	m.duration.Observe(took.Seconds())
+	m.seen(time.Now())
+}
+
+// seen records that the homeserver pushed a transaction at t.
+func (m *serverMetrics) seen(t time.Time) {
+	m.lastTxn.Set(float64(t.UnixMilli()) / 1000)
 }
 
 func (m *serverMetrics) eventRejected(reason string) {

@@ -97,6 +97,19 @@ func (s *Server) Register(r *mux.Router) {
 	sub.PathPrefix("/").HandlerFunc(unrecognized)
 }
 
+// LoadLastTransaction sets the last-transaction metric from the database,
+// so that a restart does not look like a long silence of the homeserver.
+func (s *Server) LoadLastTransaction(ctx context.Context) error {
+	_, at, ok, err := s.db.EventLog.LastTxn(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to read the last transaction: %w", err)
+	}
+	if ok {
+		s.metrics.seen(at)
+	}
+	return nil
+}
+
 func unrecognized(w http.ResponseWriter, r *http.Request) {
 	mautrix.MUnrecognized.WithMessage("Unrecognized request").Write(w)
 }
@@ -176,6 +189,7 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 	written, err := s.db.EventLog.AppendTransaction(r.Context(), txnID, digest, txn.events)
 	if errors.Is(err, database.ErrDuplicateTxn) {
 		s.metrics.txnResult("duplicate")
+		s.metrics.seen(time.Now())
 		log.Debug().Msg("Transaction already applied")
 		writeJSON(w, http.StatusOK, struct{}{})
 		return

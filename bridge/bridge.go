@@ -16,8 +16,6 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	mxas "maunium.net/go/mautrix/appservice"
 
@@ -50,6 +48,7 @@ type Bridge struct {
 	metrics  *prometheus.Registry
 	server   *http.Server
 	listener net.Listener
+	ops      opsServer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -106,10 +105,18 @@ func (b *Bridge) Start(ctx context.Context) error {
 		_ = b.DB.Close()
 		return err
 	}
+	if err = b.AS.LoadLastTransaction(ctx); err != nil {
+		b.Log.Warn().Err(err).Msg("Could not read the last transaction for the metrics")
+	}
 	b.listener, err = net.Listen("tcp", b.Config.Appservice.ListenAddress())
 	if err != nil {
 		_ = b.DB.Close()
 		return fmt.Errorf("failed to listen on %s: %w", b.Config.Appservice.ListenAddress(), err)
+	}
+	if err = b.listenOps(); err != nil {
+		_ = b.listener.Close()
+		_ = b.DB.Close()
+		return err
 	}
 	b.server = &http.Server{
 		Handler:           b.router(),
@@ -168,6 +175,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		defer b.wg.Done()
 		b.HS.Run(runCtx)
 	}()
+	b.serveOps()
 	b.Log.Info().Str("address", b.listener.Addr().String()).Str("version", Version).Msg("Bridge started")
 	return nil
 }
@@ -194,17 +202,10 @@ func (b *Bridge) checkRoomVersion(ctx context.Context) error {
 // wire builds the components on top of the open database.
 func (b *Bridge) wire() error {
 	var err error
-	b.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b.HS, err = appservice.NewHomeserver(&b.Config.Appservice, &b.Config.Homeserver, b.Log)
 	if err != nil {
 		return err
 	}
-	hsRequests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "openmeet_homeserver_requests_total",
-		Help: "Requests the bridge sent to the homeserver, by method and endpoint.",
-	}, []string{"method", "endpoint"})
-	b.metrics.MustRegister(hsRequests)
-	b.HS.ObserveRequests(func(method, endpoint string) { hsRequests.WithLabelValues(method, endpoint).Inc() })
 	b.AS, err = appservice.NewServer(&b.Config.Appservice, b.Config.Homeserver.Domain, b.DB, b.Log, b.metrics)
 	if err != nil {
 		return err
@@ -230,7 +231,7 @@ func (b *Bridge) wire() error {
 		Status:      b.statusLines,
 	}, b.DB, b.HS, b.Portals, b.Outbox, botID, b.Log)
 	b.AS.Sink = &eventSink{commands: b.Commands, hub: b.Hub}
-	b.registerGauges()
+	b.registerMetrics()
 	b.Provisioning = api.NewProvisioning(b.Config.Provisioning.SharedSecret, b.Config.Provisioning.MaxBodyBytes, b.DB, b.Portals, b.Log)
 	return nil
 }
@@ -255,35 +256,11 @@ func (b *Bridge) router() http.Handler {
 		r.PathPrefix(web.Prefix).Handler(web.Handler())
 		r.Handle(strings.TrimSuffix(web.Prefix, "/"), http.RedirectHandler(web.Prefix, http.StatusFound))
 	}
-	r.HandleFunc("/_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
-	}).Methods(http.MethodGet)
-	r.HandleFunc("/_matrix/mau/ready", b.ready).Methods(http.MethodGet)
-	r.Handle("/metrics", promhttp.HandlerFor(b.metrics, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	b.registerLive(r)
+	if b.Config.Metrics.Listen == "" {
+		b.registerOps(r)
+	}
 	return api.CanonicalPaths(r)
-}
-
-// ready answers 200 when both the homeserver and the database work, 503
-// with the reasons otherwise.
-func (b *Bridge) ready(w http.ResponseWriter, r *http.Request) {
-	status := map[string]any{"homeserver": b.HS.Ready()}
-	if err, _ := b.HS.Status(); err != nil {
-		status["homeserver_error"] = err.Error()
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	dbErr := b.DB.Ping(ctx)
-	status["database"] = dbErr == nil
-	if dbErr != nil {
-		status["database_error"] = dbErr.Error()
-	}
-	ok := b.HS.Ready() && dbErr == nil
-	status["ready"] = ok
-	code := http.StatusOK
-	if !ok {
-		code = http.StatusServiceUnavailable
-	}
-	writeJSON(w, code, status)
 }
 
 // Stop stops accepting requests, lets running ones finish, stops the
@@ -302,6 +279,9 @@ func (b *Bridge) Stop(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("failed to shut down HTTP server: %w", err))
 				_ = b.server.Close()
 			}
+		}
+		if err := b.stopOps(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		// Sends already begun may finish within ctx; their results are
 		// recorded before the database closes, also when ctx cuts them off.
@@ -341,31 +321,4 @@ func (b *Bridge) statusLines(ctx context.Context) []string {
 		lines = append(lines, fmt.Sprintf("outbox: %d waiting", depth))
 	}
 	return lines
-}
-
-// registerGauges exposes the state operators watch: open streams and
-// messages waiting for Synapse.
-func (b *Bridge) registerGauges() {
-	b.metrics.MustRegister(newPortalStates(b.DB))
-	b.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "openmeet_sse_connections",
-		Help: "Open event streams on this replica.",
-	}, func() float64 {
-		if b.Hub == nil {
-			return 0
-		}
-		return float64(b.Hub.Connections())
-	}))
-	b.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "openmeet_outbox_pending",
-		Help: "Messages accepted from the client API and not yet delivered to Synapse.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		n, err := b.DB.Outbox.Depth(ctx)
-		if err != nil {
-			return -1
-		}
-		return float64(n)
-	}))
 }

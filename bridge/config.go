@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +35,14 @@ type Config struct {
 	Web          WebConfig                   `yaml:"web"`
 	Permissions  map[string]string           `yaml:"permissions"`
 	Logging      LoggingConfig               `yaml:"logging"`
+	Metrics      MetricsConfig               `yaml:"metrics"`
+}
+
+// MetricsConfig is the metrics section.
+type MetricsConfig struct {
+	// Listen is host:port of a listener of its own for /metrics and the
+	// health endpoints; empty serves them on the appservice listener.
+	Listen string `yaml:"listen"`
 }
 
 // ProvisioningConfig is the provisioning section.
@@ -150,6 +160,9 @@ func (c *Config) Validate() error {
 	if _, err := zerolog.ParseLevel(c.Logging.Level); err != nil || c.Logging.Level == "" {
 		errs = append(errs, fmt.Errorf("logging.level: %q is not one of trace, debug, info, warn, error", c.Logging.Level))
 	}
+	if err := c.Metrics.validate(c.Appservice.ListenAddress()); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Logging.Format != "json" && c.Logging.Format != "pretty" {
 		errs = append(errs, fmt.Errorf("logging.format: %q is neither json nor pretty", c.Logging.Format))
 	}
@@ -202,4 +215,18 @@ func validateClientAPI(c *api.ClientConfig) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (m *MetricsConfig) validate(appserviceAddress string) error {
+	if m.Listen == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(m.Listen)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("metrics.listen: %q is not host:port, such as 127.0.0.1:29341", m.Listen)
+	}
+	if m.Listen == appserviceAddress || (host == "" && strings.HasSuffix(appserviceAddress, ":"+port)) {
+		return fmt.Errorf("metrics.listen: %q is the appservice listener's address; leave it empty to serve metrics there", m.Listen)
+	}
+	return nil
 }
