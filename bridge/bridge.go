@@ -255,6 +255,7 @@ func (b *Bridge) router() http.Handler {
 	if b.Config.Web.Enabled {
 		r.PathPrefix(web.Prefix).Handler(web.Handler())
 		r.Handle(strings.TrimSuffix(web.Prefix, "/"), http.RedirectHandler(web.Prefix, http.StatusFound))
+		r.Handle("/favicon.ico", web.Favicon()).Methods(http.MethodGet, http.MethodHead)
 	}
 	b.registerLive(r)
 	if b.Config.Metrics.Listen == "" {

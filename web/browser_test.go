@@ -82,8 +82,9 @@ func token(t *testing.T, tenant, slug string) string {
 }
 
 // TestDemoPageInChromium runs web/e2e/chat.test.mjs against a real bridge
-// and Synapse: two users in two browser contexts, one going offline, and an
-// ordinary Matrix user in the same room.
+// and Synapse: two users in two browser contexts, one cut off (right after
+// the page opened, and while sending), and an ordinary Matrix user in the
+// same room who reacts and takes the reaction back.
 func TestDemoPageInChromium(t *testing.T) {
 	node, chromium := browserTools(t)
 	hs := harness.SharedSynapse(t)
@@ -129,6 +130,12 @@ func TestDemoPageInChromium(t *testing.T) {
 	}
 	provision(t, b, "POST", "/tenants/"+tenant+"/events/launch/members:batch", map[string]any{"set": []map[string]string{
 		{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, &batch)
+	// A second room for unread badges and the topic, and an empty one.
+	provision(t, b, "PUT", "/tenants/"+tenant+"/events/afterparty", map[string]any{"name": "After party", "topic": "Drinks after the launch", "visibility": "public"}, nil)
+	provision(t, b, "POST", "/tenants/"+tenant+"/events/afterparty/members:batch", map[string]any{"set": []map[string]string{
+		{"user_slug": "ada", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, nil)
+	provision(t, b, "PUT", "/tenants/"+tenant+"/groups/quiet", map[string]any{"name": "Quiet corner", "visibility": "private"}, nil)
+	provision(t, b, "PUT", "/tenants/"+tenant+"/groups/quiet/members/ada", map[string]any{"role": "owner"}, nil)
 	alice := hs.NewUser(t, "alice")
 	ctx := context.Background()
 	if err := alice.Do(ctx, "PUT", "/_matrix/client/v3/profile/"+url.PathEscape(alice.UserID)+"/displayname", map[string]string{"displayname": "Alice on Element"}, nil); err != nil {
