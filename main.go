@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	regPath := flags.String("r", "registration.yaml", "path to the appservice registration file")
 	generate := flags.Bool("g", false, "generate the registration (and the config, if missing) with fresh tokens, then exit")
 	printExample := flags.Bool("e", false, "print the example config (the defaults) and exit")
-	defaultsPath := flags.String("defaults", "", "a complete config file to use instead of the built-in example: the defaults of keys -c leaves out, what -g writes and -e prints (the container image sets it)")
+	defaultsPath := flags.String("defaults", "", "a config file whose values replace the built-in defaults: for keys -c leaves out, and in what -g writes and -e prints (the container image sets it)")
 	printVersion := flags.Bool("version", false, "print the version and exit")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -60,9 +60,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	bridge.Version = buildVersion()
 	example := exampleConfig
 	if *defaultsPath != "" {
-		var err error
-		if example, err = os.ReadFile(*defaultsPath); err != nil {
+		overlay, err := os.ReadFile(*defaultsPath)
+		if err != nil {
 			return fmt.Errorf("failed to read -defaults: %w", err)
+		}
+		if example, err = bridge.OverlayExample(exampleConfig, overlay); err != nil {
+			return fmt.Errorf("-defaults %s:\n%w", *defaultsPath, err)
 		}
 	}
 	switch {

@@ -204,35 +204,43 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 }
 
-// -defaults replaces the built-in example: -e prints it, -g writes a
-// missing config from it, and keys a config leaves out take its values.
+// -defaults puts its values into the built-in example: -e prints the
+// result, comments kept, -g writes a missing config from it, and keys a
+// config leaves out take its values.
 func TestDefaultsFlag(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	defaults := filepath.Join(dir, "defaults.yaml")
-	custom := strings.Replace(string(exampleConfig), "hostname: 127.0.0.1", "hostname: 0.0.0.0", 1)
-	if custom == string(exampleConfig) {
-		t.Fatal("the example no longer has hostname: 127.0.0.1")
-	}
-	if err := os.WriteFile(defaults, []byte(custom), 0o644); err != nil {
+	if err := os.WriteFile(defaults, []byte("appservice:\n    hostname: 0.0.0.0\nlogging:\n    level: debug\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, _, err := runCLI(t, "-defaults", defaults, "-e"); err != nil || out != custom {
-		t.Fatalf("-e with -defaults: %v", err)
+	out, _, err := runCLI(t, "-defaults", defaults, "-e")
+	if err != nil || !strings.Contains(out, "hostname: 0.0.0.0") || strings.Contains(out, "hostname: 127.0.0.1") ||
+		!strings.Contains(out, "# Where Synapse reaches the bridge") || !strings.Contains(out, "port: 29340") {
+		t.Fatalf("-e with -defaults: %v\n%s", err, out)
 	}
 	configPath, regPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "registration.yaml")
 	if _, _, err := runCLI(t, "-defaults", defaults, "-g", "-c", configPath, "-r", regPath); err != nil {
 		t.Fatal(err)
 	}
 	written, _ := os.ReadFile(configPath)
-	if !strings.Contains(string(written), "hostname: 0.0.0.0") {
-		t.Fatal("-g did not start from the -defaults file")
+	if !strings.Contains(string(written), "hostname: 0.0.0.0") || !strings.Contains(string(written), "level: debug") {
+		t.Fatal("-g did not start from the -defaults values")
 	}
-	// A config of its own that leaves hostname out gets the -defaults value.
-	minimal := []byte("homeserver:\n    domain: openmeet.test\n")
-	cfg, err := bridge.ParseConfig([]byte(custom), minimal)
-	if err != nil || cfg.Appservice.Hostname != "0.0.0.0" {
+	merged, err := bridge.OverlayExample(exampleConfig, []byte("appservice:\n    hostname: 0.0.0.0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := bridge.ParseConfig(merged, []byte("homeserver:\n    domain: openmeet.test\n"))
+	if err != nil || cfg.Appservice.Hostname != "0.0.0.0" || cfg.Appservice.Port != 29340 {
 		t.Fatalf("%v %+v", err, cfg)
+	}
+	// The -defaults file is checked like a config.
+	if err := os.WriteFile(defaults, []byte("appservice:\n    hostnme: 0.0.0.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "-defaults", defaults, "-e"); err == nil || !strings.Contains(err.Error(), "appservice.hostnme: unknown key") {
+		t.Fatalf("bad -defaults file: %v", err)
 	}
 	if _, _, err := runCLI(t, "-defaults", filepath.Join(dir, "missing.yaml"), "-e"); err == nil || !strings.Contains(err.Error(), "-defaults") {
 		t.Fatalf("missing -defaults file: %v", err)

@@ -255,3 +255,44 @@ func TestGenerateRegistration(t *testing.T) {
 		t.Fatal("missing registration accepted")
 	}
 }
+
+// OverlayExample merges sections key by key, replaces maps whole (as a
+// config's own map replaces the default) and keeps the example's comments.
+func TestOverlayExample(t *testing.T) {
+	t.Parallel()
+	merged, err := OverlayExample(exampleConfig(t), []byte(`
+appservice:
+    hostname: 0.0.0.0
+    bot:
+        displayname: Bridge
+portals:
+    power_levels:
+        event:
+            host: 90
+permissions:
+    "@admin:openmeet.test": admin
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(merged, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Appservice.Hostname != "0.0.0.0" || cfg.Appservice.Port != 29340 || cfg.Appservice.Bot.Displayname != "Bridge" ||
+		cfg.Appservice.Bot.Username != "openmeetbot" || cfg.Permissions["@admin:openmeet.test"] != "admin" {
+		t.Fatalf("merged: %+v", cfg.Appservice)
+	}
+	if levels := cfg.Portals.PowerLevels; len(levels) != 1 || len(levels["event"]) != 1 || levels["event"]["host"] != 90 {
+		t.Fatalf("power_levels not replaced whole: %v", levels)
+	}
+	if !strings.Contains(string(merged), "# Where Synapse reaches the bridge") {
+		t.Fatal("comments lost")
+	}
+	if _, err := OverlayExample(exampleConfig(t), []byte("web:\n    enable: true\n")); err == nil || !strings.Contains(err.Error(), "web.enable: unknown key") {
+		t.Fatalf("typo in the overlay: %v", err)
+	}
+	if same, err := OverlayExample(exampleConfig(t), nil); err != nil || string(same) != string(exampleConfig(t)) {
+		t.Fatalf("empty overlay changed the example: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -181,4 +182,73 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// OverlayExample returns the example config with the values of overlay in
+// place of its own, comments kept: the defaults of an installation that
+// differs from the example in a few keys (the container image's listen
+// address and paths), for -g to write and for keys a config leaves out.
+// The overlay's keys are checked like a config's.
+func OverlayExample(example, overlay []byte) ([]byte, error) {
+	if err := checkKeys(overlay, reflect.TypeOf(&Config{})); err != nil {
+		return nil, err
+	}
+	var doc, over yaml.Node
+	if err := yaml.Unmarshal(example, &doc); err != nil {
+		return nil, fmt.Errorf("the example config is invalid: %w", err)
+	}
+	if err := yaml.Unmarshal(overlay, &over); err != nil {
+		return nil, err
+	}
+	if len(over.Content) == 0 {
+		return example, nil
+	}
+	overlayNode(doc.Content[0], over.Content[0], reflect.TypeOf(Config{}))
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(4)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// overlayNode puts src's values into dst. Sections (structs) are merged key
+// by key; anything else, maps such as permissions included, is replaced
+// whole, as a config's own value replaces the default.
+func overlayNode(dst, src *yaml.Node, t reflect.Type) {
+	if src.Kind == yaml.AliasNode && src.Alias != nil {
+		src = src.Alias
+	}
+	if t.Kind() != reflect.Struct || dst.Kind != yaml.MappingNode || src.Kind != yaml.MappingNode {
+		comment := dst.LineComment
+		*dst = *src
+		dst.HeadComment, dst.FootComment = "", ""
+		if dst.LineComment == "" {
+			dst.LineComment = comment
+		}
+		return
+	}
+	fields := yamlFields(t)
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		key, value := src.Content[i], src.Content[i+1]
+		field, ok := fields[key.Value]
+		if !ok {
+			continue // a merge key; checkKeys has refused anything else
+		}
+		found := false
+		for j := 0; j+1 < len(dst.Content); j += 2 {
+			if dst.Content[j].Value == key.Value {
+				overlayNode(dst.Content[j+1], value, field)
+				found = true
+				break
+			}
+		}
+		if !found {
+			dst.Content = append(dst.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key.Value}, value)
+		}
+	}
 }
