@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -231,14 +232,31 @@ func TestRoomPowerAndRetryAfter(t *testing.T) {
 		t.Fatalf("unknown room: %d", code)
 	}
 
-	for range cfg.ClientAPI.Stream.MaxPerUser {
+	// A stream for an allowed origin works through the CORS wrapper (it is
+	// taken over and parked) and carries the CORS headers.
+	req, _ := http.NewRequest("GET", "http://"+b.Addr().String()+"/_openmeet/client/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+ada)
+	req.Header.Set("Origin", "http://frontend.test")
+	first, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Body.Close()
+	if first.StatusCode != 200 || first.Header.Get("Access-Control-Allow-Origin") != "http://frontend.test" ||
+		first.Header.Get("Access-Control-Expose-Headers") != "Retry-After" {
+		t.Fatalf("stream for an allowed origin: %d %v", first.StatusCode, first.Header)
+	}
+	lines := bufio.NewReader(first.Body)
+	for line := ""; line != "event: position\n"; {
+		if line, err = lines.ReadString('\n'); err != nil {
+			t.Fatalf("stream for an allowed origin ended before its position: %v", err)
+		}
+	}
+	for range cfg.ClientAPI.Stream.MaxPerUser - 1 {
 		if _, code := openStream(t, b, ada, "", ""); code != 200 {
 			t.Fatalf("stream: %d", code)
 		}
 	}
-	req, _ := http.NewRequest("GET", "http://"+b.Addr().String()+"/_openmeet/client/v1/events", nil)
-	req.Header.Set("Authorization", "Bearer "+ada)
-	req.Header.Set("Origin", "http://frontend.test")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
