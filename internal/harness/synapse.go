@@ -35,6 +35,9 @@ type SynapseOptions struct {
 	AliasRegex   string // default ^#openmeet_.*:<server>$
 	// Port is the client listener's port; 0 picks a free one.
 	Port int
+	// ASPort is the port the bridge must listen on, which the
+	// registration's url names; 0 picks a free one.
+	ASPort int
 }
 
 // Synapse is a running homeserver.
@@ -116,9 +119,11 @@ func (s *Synapse) checkVersion(want string) error {
 }
 
 func (s *Synapse) writeFiles(python string, opts SynapseOptions) error {
-	asPort, err := FreePort()
-	if err != nil {
-		return err
+	asPort, err := opts.ASPort, error(nil)
+	if asPort == 0 {
+		if asPort, err = FreePort(); err != nil {
+			return err
+		}
 	}
 	s.AS = AppserviceInfo{
 		ID: "openmeet", ASToken: randomHex(32), HSToken: randomHex(32), BotLocalpart: opts.BotLocalpart,

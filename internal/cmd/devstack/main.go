@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -32,11 +33,30 @@ func main() {
 
 func run() error {
 	hsPort := flag.Int("synapse-port", 8008, "Synapse's client port on 127.0.0.1")
+	bridgePort := flag.Int("bridge-port", 29340, "the bridge's port on 127.0.0.1 (appservice, APIs, demo page, metrics)")
 	flag.Parse()
 	example, err := os.ReadFile("example-config.yaml")
 	if err != nil {
 		return fmt.Errorf("run from the repository root: %w", err)
 	}
+	// Both ports are checked before anything starts, so that one in use is
+	// one line naming the flag, not a Synapse traceback.
+	if err := portFree(*hsPort, "-synapse-port"); err != nil {
+		return err
+	}
+	if err := portFree(*bridgePort, "-bridge-port"); err != nil {
+		return err
+	}
+	// Signals are caught from the start: SIGINT or SIGTERM to this process
+	// (not only a terminal's Ctrl-C to the whole process group) stops
+	// everything it started, also while Synapse is still starting.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		fmt.Println("Stopping… (once more to quit at once)")
+		stop() // a second signal ends the process
+	}()
 	// Synapse starts empty every time, so the bridge's database must too.
 	dataDir, err := os.MkdirTemp("", "openmeet-devstack-")
 	if err != nil {
@@ -44,8 +64,10 @@ func run() error {
 	}
 	defer os.RemoveAll(dataDir)
 	fmt.Printf("Starting Synapse %s…\n", harness.SynapseVersion())
-	hs, err := harness.StartSynapse(harness.SynapseOptions{Port: *hsPort})
-	if err != nil {
+	hs, err := startSynapse(ctx, harness.SynapseOptions{Port: *hsPort, ASPort: *bridgePort})
+	if ctx.Err() != nil {
+		return nil // stopped by a signal (a terminal's Ctrl-C also stops Synapse)
+	} else if err != nil {
 		return err
 	}
 	defer hs.Stop()
@@ -65,10 +87,14 @@ func run() error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	b := bridge.New(cfg, bridge.NewLogger(cfg.Logging, os.Stderr))
 	if err := b.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("port %d on 127.0.0.1 was taken meanwhile; choose another with -bridge-port", *bridgePort)
+		}
 		return err
 	}
 	defer func() {
@@ -78,31 +104,69 @@ func run() error {
 	}()
 	password := "openmeet-dev"
 	userID, _, err := hs.RegisterUser(ctx, "alice", password, true)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if ctx.Err() != nil {
+		return nil
+	} else if err != nil {
 		return err
 	}
-	links, err := provisionDemo(hs.AS.URL, cfg.Provisioning.SharedSecret, jwtSecret)
-	if err != nil {
+	links, err := provisionDemo(ctx, hs.AS.URL, cfg.Provisioning.SharedSecret, jwtSecret)
+	if ctx.Err() != nil {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	fmt.Printf(`
 Synapse %s:    %s  (server name %q)
-Bridge:             %s  (ready: %s/_matrix/mau/ready)
+Bridge:             %s  (ready: %s/_matrix/mau/ready, metrics: %s/metrics)
 Matrix test user:   %s  password %q (log in with any Matrix client;
                     join #openmeet_demo_event_welcome:%s)
 Provisioning API:   %s/_openmeet/provision/v1/  Authorization: Bearer %s
 Demo page, signed in as Ada:  %s
 Demo page, signed in as Bob:  %s
-Ctrl-C stops everything.
-`, hs.Version, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, userID, password, hs.ServerName, hs.AS.URL, cfg.Provisioning.SharedSecret, links[0], links[1])
+Ctrl-C (or SIGTERM to process %d) stops everything.
+`, hs.Version, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, hs.AS.URL, userID, password, hs.ServerName, hs.AS.URL,
+		cfg.Provisioning.SharedSecret, links[0], links[1], os.Getpid())
 	<-ctx.Done()
-	fmt.Println("Stopping…")
 	return nil
+}
+
+// portFree fails, naming flag, when port is taken on 127.0.0.1.
+func portFree(port int, flag string) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("port %d on 127.0.0.1 is in use; choose another with %s (./scripts/dev.sh %s %d)", port, flag, flag, port+10)
+	}
+	return l.Close()
+}
+
+// startSynapse starts Synapse, or, when ctx ends first, waits for the
+// start to finish and stops it again: a signal while it starts leaves
+// nothing running.
+func startSynapse(ctx context.Context, opts harness.SynapseOptions) (*harness.Synapse, error) {
+	type started struct {
+		hs  *harness.Synapse
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		hs, err := harness.StartSynapse(opts)
+		done <- started{hs, err}
+	}()
+	select {
+	case s := <-done:
+		return s.hs, s.err
+	case <-ctx.Done():
+		s := <-done
+		if s.err == nil {
+			_ = s.hs.Stop()
+		}
+		return nil, ctx.Err()
+	}
 }
 
 // provisionDemo creates tenant "demo" with Ada and Bob in a public event,
 // and returns a sign-in link to the demo page for each (valid 12 hours).
-func provisionDemo(base, secret, jwtSecret string) ([]string, error) {
+func provisionDemo(ctx context.Context, base, secret, jwtSecret string) ([]string, error) {
 	calls := []struct {
 		method, path string
 		body         any
@@ -115,7 +179,7 @@ func provisionDemo(base, secret, jwtSecret string) ([]string, error) {
 	}
 	for _, c := range calls {
 		data, _ := json.Marshal(c.body)
-		req, _ := http.NewRequest(c.method, base+"/_openmeet/provision/v1"+c.path, bytes.NewReader(data))
+		req, _ := http.NewRequestWithContext(ctx, c.method, base+"/_openmeet/provision/v1"+c.path, bytes.NewReader(data))
 		req.Header.Set("Authorization", "Bearer "+secret)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
