@@ -164,3 +164,50 @@ func TestReadinessWhenTheDatabaseFails(t *testing.T) {
 		t.Fatalf("/metrics with the database closed: %d\n%s", code, metrics)
 	}
 }
+
+// metricValue reads one sample of a /metrics text by its exact series.
+func metricValue(t *testing.T, text, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err != nil {
+				t.Fatalf("%s: %q", series, line)
+			}
+			return v
+		}
+	}
+	t.Fatalf("/metrics has no %s:\n%s", series, grepLines(text, strings.SplitN(series, "{", 2)[0]))
+	return 0
+}
+
+// On real Synapse, a message sent through the client API shows in the
+// metrics the alerts and the dashboard use: Synapse reachable, the send
+// counted, its delivery time observed, and its echo moving the
+// last-transaction time.
+func TestMetricsFollowARealSend(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	b := startBridge(t, clientConfig(t, hs))
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	_, _, bob := meetupWithAdaAndBob(t, b, b)
+	before := scrape(t, b)
+	if v := metricValue(t, before, "openmeet_homeserver_reachable"); v != 1 {
+		t.Fatalf("openmeet_homeserver_reachable %v with Synapse up", v)
+	}
+	const sendSeries = `openmeet_homeserver_requests_total{endpoint="rooms/send/m.room.message",method="PUT"}`
+	sends, delivered := metricValue(t, before, sendSeries), metricValue(t, before, "openmeet_outbox_delivery_seconds_count")
+	sentAt := float64(time.Now().UnixMilli()) / 1000
+	var sent struct {
+		State string `json:"state"`
+	}
+	if code := call(t, b, bob, "PUT", "/rooms/events/meetup/send/metrics-1", map[string]string{"body": "counted"}, &sent); code != 200 || sent.State != "sent" {
+		t.Fatalf("send: %d %+v", code, sent)
+	}
+	eventually(t, 30*time.Second, "the send and its echo in the metrics", func() bool {
+		after := scrape(t, b)
+		return metricValue(t, after, sendSeries) > sends &&
+			metricValue(t, after, "openmeet_outbox_delivery_seconds_count") == delivered+1 &&
+			metricValue(t, after, "openmeet_appservice_last_transaction_timestamp_seconds") >= sentAt &&
+			metricValue(t, after, "openmeet_outbox_pending") == 0
+	})
+}
