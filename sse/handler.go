@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -15,9 +16,12 @@ import (
 	"github.com/openmeet-team/openmeet-bridge/database"
 )
 
-// writeTimeout bounds one write to a client; a client that does not read
-// for that long is gone.
-var writeTimeout = 15 * time.Second
+// writeTimeout bounds one write to a client (in nanoseconds); a client that
+// does not read for that long is gone. Atomic so that a test can shorten it
+// while goroutines of earlier tests still read it.
+var writeTimeout atomic.Int64
+
+func init() { writeTimeout.Store(int64(15 * time.Second)) }
 
 // Serve streams userID's events to w until the client goes away, the hub
 // cuts it off, or the bridge stops. The caller has authenticated the user.
@@ -66,7 +70,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Duration(writeTimeout.Load())))
 		_, err := w.Write(b)
 		return err == nil
 	}
@@ -183,7 +187,7 @@ func (h *Hub) serveParked(w http.ResponseWriter, r *http.Request, sub *subscribe
 	_ = header.Write(&head)
 	head.WriteString("\r\nretry: 2000\n: connected\n\n")
 	write := func(b []byte) bool {
-		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Duration(writeTimeout.Load())))
 		_, err := conn.Write(b)
 		return err == nil
 	}

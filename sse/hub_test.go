@@ -386,9 +386,9 @@ func TestParkedStreamNoticesClosedPeer(t *testing.T) {
 // handler's own writes must not fail the parked stream's later writes.
 // Not parallel: it shortens a package-wide timeout.
 func TestParkedStreamOutlivesHandshakeDeadline(t *testing.T) {
-	saved := writeTimeout
-	writeTimeout = 50 * time.Millisecond
-	defer func() { writeTimeout = saved }()
+	saved := writeTimeout.Load()
+	writeTimeout.Store(int64(50 * time.Millisecond))
+	defer writeTimeout.Store(saved)
 	f := newHubFixture(t, testCfg())
 	f.push(t, membership("!a", "@u:test", event.MembershipJoin))
 	frames, _ := f.open(t, "@u:test", "")
