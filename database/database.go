@@ -97,7 +97,7 @@ func Open(cfg Config, log zerolog.Logger) (*Database, error) {
 		raw, err = dbutil.NewWithDB(stdlib.OpenDB(*pgCfg), "postgres")
 	} else {
 		var sqlDB *sql.DB
-		if sqlDB, err = sql.Open(sqliteDrivers[cfg.Type], cfg.URI); err == nil {
+		if sqlDB, err = sql.Open(sqliteDrivers[cfg.Type], sqliteDSN(cfg.URI)); err == nil {
 			raw, err = dbutil.NewWithDB(sqlDB, cfg.Type)
 		}
 	}

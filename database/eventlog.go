@@ -1,7 +1,6 @@
 package database
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -9,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unsafe"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/event"
@@ -35,11 +36,6 @@ type LoggedEvent struct {
 	MemberDisplayname string
 }
 
-// GetMassInsertValues implements dbutil.MassInsertable.
-func (e *LoggedEvent) GetMassInsertValues() [8]any {
-	return [8]any{e.Position, e.EventID, e.RoomID, e.Type, e.Sender, e.StateKey, e.OriginTS, string(e.Raw)}
-}
-
 // EventLogQuery reads and writes the event_log table.
 type EventLogQuery struct {
 	db *dbutil.Database
@@ -60,11 +56,6 @@ const (
 	// The row lock taken here is held until commit, so writers of the log
 	// commit in the order of the positions they were given.
 	reservePositionsQuery = `UPDATE stream_position SET position = position + $1 WHERE id = 1 RETURNING position`
-	insertEventQuery      = `
-		INSERT INTO event_log (txn_id, logged_at, stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (event_id) DO NOTHING
-		RETURNING stream_pos`
 	getEventsAfterQuery = `
 		SELECT stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event
 		FROM event_log WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2`
@@ -78,8 +69,6 @@ const (
 	maxPositionQuery = `SELECT position FROM stream_position WHERE id = 1`
 	lastTxnQuery     = `SELECT txn_id, received_at FROM appservice_txn ORDER BY received_at DESC LIMIT 1`
 )
-
-var eventInsertBuilder = dbutil.NewMassInsertBuilder[*LoggedEvent, [2]any](insertEventQuery, "($1, $2, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)")
 
 // ErrDuplicateTxn is returned by AppendTransaction when the same txn was
 // applied before; nothing is written.
@@ -107,27 +96,25 @@ func TxnDigest(events []*LoggedEvent, ephemeral [][]byte) string {
 func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
 	now := time.Now().UnixMilli()
 	var echoed, accepted []int64
-	err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
-		res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events), digest)
-		if err != nil {
-			return fmt.Errorf("failed to record txn id: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrDuplicateTxn
-		}
-		if written, err = q.append(ctx, txnID, now, events); err != nil || len(written) == 0 {
+	if q.db.Dialect == dbutil.Postgres && !mayHoldEcho(events) {
+		// One statement in its own transaction: one round trip.
+		written, err = q.appendPostgres(ctx, txnID, digest, now, events)
+	} else {
+		err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+			if q.db.Dialect == dbutil.Postgres {
+				written, err = q.appendPostgres(ctx, txnID, digest, now, events)
+			} else {
+				written, err = q.appendSQLite(ctx, txnID, digest, now, events)
+			}
+			if err != nil || len(written) == 0 {
+				return err
+			}
+			// The echo of a message the outbox sent settles its entry in
+			// the same transaction that logs it.
+			echoed, accepted, err = settleEchoes(ctx, q.db, written)
 			return err
-		}
-		// The echo of a message the outbox sent settles its entry in the
-		// same transaction that logs it.
-		if echoed, accepted, err = settleEchoes(ctx, q.db, written); err != nil {
-			return err
-		}
-		if q.db.Dialect == dbutil.Postgres {
-			_, err = q.db.Exec(ctx, notifyQuery)
-		}
-		return err
-	})
+		})
+	}
 	if errors.Is(err, ErrDuplicateTxn) {
 		return nil, ErrDuplicateTxn
 	}
@@ -138,45 +125,122 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 	return written, err
 }
 
-// append logs events inside the caller's transaction.
-func (q *EventLogQuery) append(ctx context.Context, txnID string, now int64, events []*LoggedEvent) ([]*LoggedEvent, error) {
+// appendSQLite logs a transaction inside the caller's database
+// transaction, statement by statement: on SQLite a statement is a call
+// into the library, not a round trip, and the connection keeps each
+// statement prepared (see sqliteDSN).
+func (q *EventLogQuery) appendSQLite(ctx context.Context, txnID, digest string, now int64, events []*LoggedEvent) ([]*LoggedEvent, error) {
+	res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events), digest)
+	if err != nil {
+		return nil, fmt.Errorf("failed to record txn id: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, ErrDuplicateTxn
+	}
 	if len(events) == 0 {
 		return nil, nil
 	}
 	var last int64
-	if err := q.db.QueryRow(ctx, reservePositionsQuery, len(events)).Scan(&last); err != nil {
+	if err = q.db.QueryRow(ctx, reservePositionsQuery, len(events)).Scan(&last); err != nil {
 		return nil, fmt.Errorf("failed to reserve stream positions: %w", err)
 	}
-	byPos := make(map[int64]*LoggedEvent, len(events))
 	first := last - int64(len(events)) + 1
 	for i, evt := range events {
 		evt.Position = first + int64(i)
-		byPos[evt.Position] = evt
 	}
-	query, params := eventInsertBuilder.Build([2]any{txnID, now}, events)
-	rows, err := q.db.Query(ctx, query, params...)
+	inserted, err := q.insertEvents(ctx, txnID, now, events)
 	if err != nil {
-		return nil, fmt.Errorf("failed to insert events: %w", err)
+		return nil, err
 	}
-	written := make([]*LoggedEvent, 0, len(events))
-	for rows.Next() {
-		var pos int64
-		if err = rows.Scan(&pos); err != nil {
-			_ = rows.Close()
-			return nil, fmt.Errorf("failed to read inserted positions: %w", err)
+	written := events
+	if inserted < int64(len(events)) {
+		// Some were logged before. The positions were reserved just now,
+		// so the rows holding them are the ones this statement wrote.
+		if written, err = q.writtenIn(ctx, events); err != nil {
+			return nil, err
 		}
-		written = append(written, byPos[pos])
 	}
-	if err = rows.Close(); err != nil {
-		return nil, fmt.Errorf("failed to insert events: %w", err)
-	}
-	if err = rows.Err(); err != nil {
-		return nil, fmt.Errorf("failed to insert events: %w", err)
-	}
-	// RETURNING does not promise the order of the VALUES list.
-	slices.SortFunc(written, func(a, b *LoggedEvent) int { return cmp.Compare(a.Position, b.Position) })
 	if err = q.updateMembers(ctx, written); err != nil {
 		return nil, err
+	}
+	return written, nil
+}
+
+// insertChunks are the row counts of the multi-row inserts: a transaction
+// is written in chunks of these sizes, largest first, so that a connection
+// needs at most len(insertChunks) statement texts prepared, whatever the
+// size of the transactions.
+var insertChunks = [...]int{64, 32, 16, 8, 4, 2, 1}
+
+// insertChunkQueries[i] inserts insertChunks[i] rows; $1 and $2 are the txn
+// id and the time, then 8 parameters per row.
+var insertChunkQueries = func() (queries [len(insertChunks)]string) {
+	for i, n := range insertChunks {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO event_log (txn_id, logged_at, stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event) VALUES `)
+		for row := range n {
+			if row > 0 {
+				b.WriteString(", ")
+			}
+			p := 3 + row*8
+			fmt.Fprintf(&b, "($1, $2, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p, p+1, p+2, p+3, p+4, p+5, p+6, p+7)
+		}
+		b.WriteString(` ON CONFLICT (event_id) DO NOTHING`)
+		queries[i] = b.String()
+	}
+	return
+}()
+
+// insertEvents inserts events (positions set) and returns how many rows
+// were written; events whose id is already logged are skipped.
+func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int64, events []*LoggedEvent) (int64, error) {
+	params := make([]any, 2, 2+8*min(len(events), insertChunks[0]))
+	params[0], params[1] = txnID, now
+	var inserted int64
+	for i := 0; len(events) > 0; {
+		if insertChunks[i] > len(events) {
+			i++
+			continue
+		}
+		chunk := events[:insertChunks[i]]
+		events = events[insertChunks[i]:]
+		params = params[:2]
+		for _, evt := range chunk {
+			var stateKey any
+			if evt.StateKey != nil {
+				stateKey = *evt.StateKey
+			}
+			params = append(params, evt.Position, string(evt.EventID), string(evt.RoomID), evt.Type,
+				string(evt.Sender), stateKey, evt.OriginTS, unsafe.String(unsafe.SliceData(evt.Raw), len(evt.Raw)))
+		}
+		res, err := q.db.Exec(ctx, insertChunkQueries[i], params...)
+		if err != nil {
+			return 0, fmt.Errorf("failed to insert events: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("failed to insert events: %w", err)
+		}
+		inserted += n
+	}
+	return inserted, nil
+}
+
+const positionsInRangeQuery = `SELECT stream_pos FROM event_log WHERE stream_pos BETWEEN $1 AND $2`
+
+// writtenIn returns those of events (positions set, in order) whose row is
+// in the log.
+func (q *EventLogQuery) writtenIn(ctx context.Context, events []*LoggedEvent) ([]*LoggedEvent, error) {
+	first := events[0].Position
+	rows, err := q.db.Query(ctx, positionsInRangeQuery, first, events[len(events)-1].Position)
+	positions, err := dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[int64], err).AsList()
+	if err != nil {
+		return nil, fmt.Errorf("failed to read inserted positions: %w", err)
+	}
+	slices.Sort(positions)
+	written := make([]*LoggedEvent, len(positions))
+	for i, pos := range positions {
+		written[i] = events[pos-first]
 	}
 	return written, nil
 }

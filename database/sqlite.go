@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -40,6 +42,27 @@ func init() {
 	}
 	register("openmeet-sqlite3-normal", "NORMAL")
 	register("openmeet-sqlite3-full", "FULL")
+}
+
+// stmtCacheSize is how many prepared statements each SQLite connection
+// keeps. Preparing a statement (parsing and planning it) cost more than
+// running most of the bridge's statements: 10–14% of all CPU in the
+// many-rooms profile of BENCHMARKS.md, when every call prepared anew. The
+// bridge has fewer distinct hot statements than this; the multi-row
+// inserts of the event log come in a fixed set of sizes (insertChunks).
+const stmtCacheSize = 128
+
+// sqliteDSN adds the statement cache to database.uri unless it sets its
+// own _stmt_cache_size.
+func sqliteDSN(uri string) string {
+	if strings.Contains(uri, "_stmt_cache_size=") {
+		return uri
+	}
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + "_stmt_cache_size=" + strconv.Itoa(stmtCacheSize)
 }
 
 // checkpointInterval is how often the WAL is folded back into the database
