@@ -56,7 +56,7 @@ const (
 	// The row lock taken here is held until commit, so writers of the log
 	// commit in the order of the positions they were given.
 	reservePositionsQuery = `UPDATE stream_position SET position = position + $1 WHERE id = 1 RETURNING position`
-	getEventsAfterQuery = `
+	getEventsAfterQuery   = `
 		SELECT stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event
 		FROM event_log WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2`
 	getEventQuery = `
