@@ -1,10 +1,12 @@
 package appservice
 
 import (
+	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/database"
 )
@@ -88,6 +90,36 @@ func BenchmarkParseTransaction(b *testing.B) {
 	for b.Loop() {
 		if _, err := parseTransaction(body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// validUserID answers as id.UserID.ParseAndValidateRelaxed, the first time
+// (checked) and the second (remembered) alike, and keeps no part of the
+// body it was cut from.
+func TestValidUserIDMatchesMautrix(t *testing.T) {
+	cases := []string{
+		"@alice:example.org", "@alice:example.org:8448", "@a:1.2.3.4", "@a:[::1]", "@a:[::1]:80",
+		"@historical!:example.org", "@a:", "@a", "alice:example.org", "@:example.org",
+		"@a:bad_server", "@a:exa mple.org", "@a:example.org:", "@a:example.org:99999999", "@a:[::1",
+		"@a:example.org/x", "@a:-", "@a:" + strings.Repeat("x", 260),
+	}
+	for _, userID := range cases {
+		_, _, err := id.UserID(userID).ParseAndValidateRelaxed()
+		for round := range 2 {
+			if got := validUserID(userID); got != (err == nil) {
+				t.Errorf("%q, round %d: validUserID %v, mautrix says %v", userID, round, got, err)
+			}
+		}
+	}
+	body := `{"sender":"@bob:remembered.example"}`
+	sender := gjson.Get(body, "sender").Str
+	if !validUserID(sender) {
+		t.Fatal("a valid sender was refused")
+	}
+	for _, server := range validServerNames.Keys() {
+		if pointsInto(unsafe.StringData(server), len(server), body) {
+			t.Fatalf("the remembered server name %q is a slice of the body", server)
 		}
 	}
 }
