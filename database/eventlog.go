@@ -96,6 +96,15 @@ func TxnDigest(events []*LoggedEvent, ephemeral [][]byte) string {
 func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
 	now := time.Now().UnixMilli()
 	var echoed, accepted []int64
+	if q.db.Dialect == dbutil.SQLite {
+		// A write once begun finishes or fails on its own: Synapse going
+		// away meanwhile changes nothing (its retry is a duplicate). With
+		// no cancellation to watch, go-sqlite3 runs each statement on the
+		// calling goroutine instead of starting one per statement. SQLite
+		// waits for a lock at most busy_timeout; on PostgreSQL the context
+		// stays, as a connection that hangs must not hold the request.
+		ctx = context.WithoutCancel(ctx)
+	}
 	if q.db.Dialect == dbutil.Postgres && !mayHoldEcho(events) {
 		// One statement in its own transaction: one round trip.
 		written, err = q.appendPostgres(ctx, txnID, digest, now, events)
