@@ -96,6 +96,9 @@ func TxnDigest(events []*LoggedEvent, ephemeral [][]byte) string {
 func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest string, events []*LoggedEvent) (written []*LoggedEvent, err error) {
 	now := time.Now().UnixMilli()
 	var echoed, accepted []int64
+	if err = ctx.Err(); err != nil {
+		return nil, err
+	}
 	if q.db.Dialect == dbutil.SQLite {
 		// A write once begun finishes or fails on its own: Synapse going
 		// away meanwhile changes nothing (its retry is a duplicate). With
