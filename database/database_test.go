@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -213,6 +214,83 @@ func TestPositionsBecomeVisibleInOrder(t *testing.T) {
 		rest, _ := db.EventLog.After(ctx, seen, 10000)
 		if count+len(rest) != writers*txns*perTxn {
 			t.Fatalf("read %d events, want %d", count+len(rest), writers*txns*perTxn)
+		}
+	})
+}
+
+// TestAppendTransactionShapes covers what the one-statement write of
+// PostgreSQL and the chunked inserts of SQLite must both get right: sizes
+// that span several chunks, events already logged in the middle, member
+// rows from written events only (the newest per user), and transactions
+// without timeline events.
+func TestAppendTransactionShapes(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		if _, err := appendTxn(ctx, db, "t0", []*database.LoggedEvent{msg("$e-50", "!r"), member("$old-join", "!r", "@bob:test", event.MembershipJoin)}); err != nil {
+			t.Fatal(err)
+		}
+		// 103 events: chunks of 64, 32, 4, 2 and 1; $e-50 is logged already.
+		var events []*database.LoggedEvent
+		for i := range 101 {
+			events = append(events, msg(fmt.Sprintf("$e-%d", i), "!r"))
+		}
+		events = append(events,
+			member("$bob-invite", "!r", "@bob:test", event.MembershipInvite),
+			member("$old-join", "!r", "@bob:test", event.MembershipJoin), // logged already
+			member("$carol-invite", "!r", "@carol:test", event.MembershipInvite),
+			member("$carol-join", "!r", "@carol:test", event.MembershipJoin))
+		written, err := appendTxn(ctx, db, "t1", events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(written) != len(events)-2 {
+			t.Fatalf("%d written, want %d", len(written), len(events)-2)
+		}
+		for i, evt := range written {
+			if i > 0 && evt.Position <= written[i-1].Position {
+				t.Fatalf("written out of order at %d: %d after %d", i, evt.Position, written[i-1].Position)
+			}
+			if evt.EventID == "$e-50" || evt.EventID == "$old-join" {
+				t.Fatalf("%s was logged before but is in written", evt.EventID)
+			}
+			if evt.Position != events[0].Position+int64(slices.Index(events, evt)) {
+				t.Fatalf("%s at %d, not at its place in the transaction", evt.EventID, evt.Position)
+			}
+		}
+		logged, err := db.EventLog.After(ctx, 2, 1000)
+		if err != nil || len(logged) != len(written) {
+			t.Fatalf("log after t0 holds %d events (%v), want %d", len(logged), err, len(written))
+		}
+		for i, evt := range logged {
+			if evt.EventID != written[i].EventID || evt.Position != written[i].Position || string(evt.Raw) != string(written[i].Raw) {
+				t.Fatalf("logged %d: %s at %d, written %s at %d", i, evt.EventID, evt.Position, written[i].EventID, written[i].Position)
+			}
+		}
+		for user, want := range map[id.UserID]event.Membership{"@bob:test": event.MembershipInvite, "@carol:test": event.MembershipJoin} {
+			row, err := db.Members.Get(ctx, "!r", user)
+			if err != nil || row == nil || row.Membership != want {
+				t.Fatalf("%s: %+v %v, want %s", user, row, err, want)
+			}
+			pos, _, _ := db.EventLog.Position(ctx, row.EventID)
+			if pos != row.Position {
+				t.Fatalf("%s: member row at %d, its event at %d", user, row.Position, pos)
+			}
+		}
+		// Only ephemeral events: the txn is recorded, no position is used,
+		// and its retry is a duplicate.
+		before, _ := db.EventLog.MaxPosition(ctx)
+		if written, err = db.EventLog.AppendTransaction(ctx, "t2", database.TxnDigest(nil, [][]byte{[]byte(`{}`)}), nil); err != nil || len(written) != 0 {
+			t.Fatalf("ephemeral-only txn: %v %v", written, err)
+		}
+		if _, err = db.EventLog.AppendTransaction(ctx, "t2", database.TxnDigest(nil, [][]byte{[]byte(`{}`)}), nil); err != database.ErrDuplicateTxn {
+			t.Fatalf("retried ephemeral-only txn: %v", err)
+		}
+		if after, _ := db.EventLog.MaxPosition(ctx); after != before {
+			t.Fatalf("ephemeral-only txn moved the position from %d to %d", before, after)
+		}
+		// Every event logged before: the txn is applied, nothing written.
+		if written, err = appendTxn(ctx, db, "t3", []*database.LoggedEvent{msg("$e-1", "!r")}); err != nil || len(written) != 0 {
+			t.Fatalf("txn of logged events: %v %v", written, err)
 		}
 	})
 }
