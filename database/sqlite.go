@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +96,13 @@ const walRestartFrames = 4096
 // after a burst made it larger.
 const walSizeLimit = 64 << 20
 
+// walRestartWait bounds how long a RESTART checkpoint waits for the
+// writer and the readers of the WAL. It holds the write lock while it
+// waits for readers, so a long read would otherwise stall every write for
+// up to busy_timeout; when the wait runs out, the WAL starts over at a
+// later round.
+const walRestartWait = 20 * time.Millisecond
+
 // runCheckpointer checkpoints the WAL until ctx ends.
 func (db *Database) runCheckpointer(ctx context.Context, log zerolog.Logger) {
 	ticker := time.NewTicker(checkpointInterval)
@@ -105,7 +113,7 @@ func (db *Database) runCheckpointer(ctx context.Context, log zerolog.Logger) {
 			return
 		case <-ticker.C:
 		}
-		if err := db.checkpoint(ctx, walRestartFrames); err != nil && ctx.Err() == nil {
+		if err := db.checkpoint(ctx, walRestartFrames, walRestartWait); err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("WAL checkpoint failed")
 		}
 	}
@@ -113,8 +121,9 @@ func (db *Database) runCheckpointer(ctx context.Context, log zerolog.Logger) {
 
 // checkpoint copies the WAL into the database file without blocking
 // anyone (PASSIVE) and, when the WAL holds restartFrames pages or more,
-// finishes the job (RESTART) so that the next commit starts the WAL over.
-func (db *Database) checkpoint(ctx context.Context, restartFrames int) error {
+// finishes the job (RESTART, waiting at most wait for others) so that the
+// next commit starts the WAL over.
+func (db *Database) checkpoint(ctx context.Context, restartFrames int, wait time.Duration) error {
 	var busy, frames, copied int
 	if err := db.RawDB.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
 		return err
@@ -122,5 +131,20 @@ func (db *Database) checkpoint(ctx context.Context, restartFrames int) error {
 	if frames < restartFrames {
 		return nil
 	}
-	return db.RawDB.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &frames, &copied)
+	conn, err := db.RawDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err = conn.ExecContext(ctx, "PRAGMA busy_timeout = "+strconv.FormatInt(wait.Milliseconds(), 10)); err != nil {
+		return err
+	}
+	// busy = 1 when the wait ran out: the next round tries again.
+	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &frames, &copied)
+	if _, restoreErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA busy_timeout = 5000"); restoreErr != nil {
+		// Not back in the pool with the short wait.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		return errors.Join(err, restoreErr)
+	}
+	return err
 }

@@ -72,7 +72,7 @@ func TestCheckpointRestartsLongWAL(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		_, _ = reader.ExecContext(ctx, "COMMIT")
 	}()
-	if err = db.checkpoint(ctx, 1); err != nil {
+	if err = db.checkpoint(ctx, 1, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	appendSome(1)
@@ -83,7 +83,29 @@ func TestCheckpointRestartsLongWAL(t *testing.T) {
 		t.Fatalf("log holds %d events (%v), want 410", n, err)
 	}
 	// Below the threshold a checkpoint only copies.
-	if err = db.checkpoint(ctx, long*100); err != nil {
+	if err = db.checkpoint(ctx, long*100, 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	// A reader that stays gives up the restart, not the checkpoint, and
+	// writes go on.
+	if _, err = reader.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err = reader.QueryRowContext(ctx, "SELECT COUNT(*) FROM event_log").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	appendSome(5)
+	if err = db.checkpoint(ctx, 1, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	appendSome(5)
+	if _, err = reader.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	var timeout int
+	for range 3 { // whichever connections the pool hands out
+		if err = db.RawDB.QueryRow("PRAGMA busy_timeout").Scan(&timeout); err != nil || timeout != 5000 {
+			t.Fatalf("busy_timeout %d (%v) after a checkpoint, want 5000", timeout, err)
+		}
 	}
 }
