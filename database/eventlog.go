@@ -218,6 +218,9 @@ func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int6
 		events = events[insertChunks[i]:]
 		params = params[:2]
 		for _, evt := range chunk {
+			// Raw as a string without a copy: SQLite copies bound text
+			// before the call returns, and Raw is not changed after
+			// parsing.
 			var stateKey any
 			if evt.StateKey != nil {
 				stateKey = *evt.StateKey
