@@ -14,7 +14,7 @@ import (
 // row lock orders the writers' commits as on SQLite), the events (skipping
 // ids already logged), the member rows from the member events written (the
 // newest per user and room), and the NOTIFY that wakes the other replicas
-// at commit. The events come as arrays, so the text of the statement is
+// (PostgreSQL delivers it at commit, when the rows are visible). The events come as arrays, so the text of the statement is
 // the same whatever their number and pgx keeps it prepared.
 //
 // Each row of the answer is a kind and a value: 0 and the position of an

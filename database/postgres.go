@@ -15,10 +15,6 @@ import (
 // event log rows, so the others' streams and workers wake at once.
 const NotifyChannel = "openmeet_event_log"
 
-// notifyQuery is run inside the transaction that logs events; PostgreSQL
-// delivers it at commit, when the rows are visible.
-const notifyQuery = `SELECT pg_notify('` + NotifyChannel + `', '')`
-
 // IsPostgres reports whether the database is PostgreSQL, where several
 // replicas may share it.
 func (db *Database) IsPostgres() bool { return db.Dialect == dbutil.Postgres }
