@@ -137,6 +137,20 @@ func TestMediaBothWays(t *testing.T) {
 	if fileURL == "" || thumbURL == "" {
 		t.Fatalf("stream event without media URLs: %+v", evt.Data)
 	}
+	// History carries the same kind of URL.
+	var history struct {
+		Chunk []map[string]any `json:"chunk"`
+	}
+	call(t, b, ada, "GET", "/rooms/events/meetup/messages?limit=5", nil, &history)
+	var historyURL string
+	for _, item := range history.Chunk {
+		if m, ok := item["media"].(map[string]any); ok && m["url"] != nil {
+			historyURL, _ = m["url"].(string)
+		}
+	}
+	if status, _, body := fetchURL(t, b, historyURL, nil); historyURL == "" || status != 200 || !bytes.Equal(body, img) {
+		t.Fatalf("history's media URL %q: %d", historyURL, status)
+	}
 	status, header, body := fetchURL(t, b, fileURL, nil)
 	if status != 200 || !bytes.Equal(body, img) {
 		t.Fatalf("download: %d, %d bytes (want %d)", status, len(body), len(img))

@@ -36,13 +36,14 @@ type Signer struct {
 	key       []byte
 	ttl       time.Duration
 	publicURL string
-	now       func() time.Time
+	// Now is the clock; tests may set it.
+	Now func() time.Time
 }
 
 // NewSigner signs with key. Expiries are rounded up to half the ttl, so a
 // URL stays the same for a while and browsers can cache what it loads.
 func NewSigner(key []byte, ttl time.Duration, publicURL string) *Signer {
-	return &Signer{key: key, ttl: ttl, publicURL: strings.TrimSuffix(publicURL, "/"), now: time.Now}
+	return &Signer{key: key, ttl: ttl, publicURL: strings.TrimSuffix(publicURL, "/"), Now: time.Now}
 }
 
 // DeriveKey makes a signing key from a secret the replicas share, for one
@@ -97,7 +98,7 @@ func (s *Signer) URL(kind string, roomID id.RoomID, mxc string, extra url.Values
 		return ""
 	}
 	half := max(int64(s.ttl/time.Second)/2, 1)
-	exp := (s.now().Unix()/half+1)*half + int64(s.ttl/time.Second)
+	exp := (s.Now().Unix()/half+1)*half + int64(s.ttl/time.Second)
 	q := url.Values{}
 	for k, v := range extra {
 		q[k] = v
@@ -120,7 +121,7 @@ func (s *Signer) Verify(kind, server, mediaID string, q url.Values) (id.RoomID, 
 	if !hmac.Equal([]byte(want), []byte(q.Get("sig"))) {
 		return "", 0, ErrBadSignature
 	}
-	left := time.Unix(exp, 0).Sub(s.now())
+	left := time.Unix(exp, 0).Sub(s.Now())
 	if left <= 0 {
 		return "", 0, ErrExpired
 	}
