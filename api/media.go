@@ -53,8 +53,9 @@ func (c *Client) getMediaConfig(w http.ResponseWriter, r *http.Request) {
 	if c.mediaOff(w) {
 		return
 	}
+	// When Synapse does not answer, the limit it gave last still holds.
 	limit, err := c.media.Limit(r.Context())
-	if err != nil {
+	if err != nil && !errors.Is(err, media.ErrUnavailable) {
 		c.homeserverError(w, err, "read media config")
 		return
 	}
@@ -99,18 +100,27 @@ func (c *Client) putUpload(w http.ResponseWriter, r *http.Request) {
 		errLengthRequired.WithMessage("Content-Length is required").Write(w)
 		return
 	}
-	mediaType := media.ParseType(r.Header.Get("Content-Type"))
-	err = c.media.Check(r.Context(), r.ContentLength, mediaType)
-	var up *media.Uploaded
-	if err == nil {
-		up, err = c.media.Upload(r.Context(), who.userID, r.Body, r.ContentLength, mediaType, r.URL.Query().Get("filename"))
+	mediaType, filename := media.ParseType(r.Header.Get("Content-Type")), r.URL.Query().Get("filename")
+	spool, err := c.media.Check(r.Context(), r.ContentLength, mediaType)
+	var content map[string]any
+	switch {
+	case err != nil:
+	case spool:
+		// Synapse does not answer: the file waits in the database and is
+		// uploaded when the outbox sends its message.
+		content, err = c.media.Spool(r.Context(), who.userID, txnID, r.Body, r.ContentLength, mediaType, filename)
+	default:
+		var up *media.Uploaded
+		if up, err = c.media.Upload(r.Context(), who.userID, r.Body, r.ContentLength, mediaType, filename); err == nil {
+			content = up.Content
+		}
 	}
 	if err != nil {
 		c.uploadError(w, r, err)
 		return
 	}
-	up.Content[sse.TxnIDKey] = txnID
-	raw, err := json.Marshal(up.Content)
+	content[sse.TxnIDKey] = txnID
+	raw, err := json.Marshal(content)
 	if err != nil {
 		c.internalError(w, r, err)
 		return
@@ -148,7 +158,7 @@ func (c *Client) uploadError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, media.ErrUnavailable):
 		c.log.Warn().Err(err).Msg("Upload failed: homeserver unavailable")
 		w.Header().Set("Retry-After", "10")
-		mautrix.MUnknown.WithMessage("The homeserver is unavailable; nothing was stored, try again later").WithStatus(http.StatusServiceUnavailable).Write(w)
+		mautrix.MUnknown.WithMessage("The homeserver is unavailable and the file cannot be kept for it now; nothing was stored, try again later").WithStatus(http.StatusServiceUnavailable).Write(w)
 	default:
 		c.homeserverError(w, err, "upload")
 	}

@@ -227,6 +227,7 @@ func (b *Bridge) wire() error {
 			svc := b.mediaService()
 			b.Client.SetMedia(svc)
 			b.Hub.SetMediaSigner(svc.Signer)
+			b.Outbox.SetPreparer(svc)
 		}
 	}
 	b.Commands = commands.New(commands.Config{

@@ -18,5 +18,6 @@ func (b *Bridge) mediaService() *media.Service {
 		Repo:     media.NewRepo(b.Config.Homeserver.Address, b.Config.Appservice.ASToken, bot.Client.Transport),
 		Signer:   media.NewSigner(key, cfg.URLTTL, cfg.PublicURL),
 		Register: b.HS.EnsureRegistered,
+		DB:       b.DB,
 	}
 }

@@ -30,6 +30,9 @@ type Config struct {
 	// https://chat.example.org); media URLs in the stream and history are
 	// absolute with it, relative to the bridge without it.
 	PublicURL string `yaml:"public_url"`
+	// SpoolMaxBytes bounds the files kept in the database while Synapse
+	// is unreachable, all together; 0 answers 503 instead of keeping any.
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
 }
 
 // Validate checks the section; errors name the key.
@@ -40,6 +43,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.MaxUploadBytes <= 0 {
 		errs = append(errs, errors.New("client_api.media.max_upload_bytes: must be positive"))
+	}
+	if c.SpoolMaxBytes < 0 {
+		errs = append(errs, errors.New("client_api.media.spool_max_bytes: must not be negative"))
 	}
 	if c.URLTTL < time.Minute {
 		errs = append(errs, errors.New("client_api.media.url_ttl: must be at least 1m"))

@@ -30,11 +30,8 @@ type Repo struct {
 
 	mu         sync.Mutex
 	limit      int64
-	limitUntil time.Time
+	limitKnown bool
 }
-
-// limitTTL is how long Synapse's m.upload.size is remembered.
-const limitTTL = 5 * time.Minute
 
 // NewRepo talks to the homeserver at base. transport may be nil. The
 // client has no overall timeout: a download streams for as long as the
@@ -78,15 +75,16 @@ func homeserverError(resp *http.Response) error {
 	return err
 }
 
-// UploadLimit is Synapse's m.upload.size (0 when it sets none), read as
-// the bot and remembered for a few minutes.
+// probeTimeout bounds asking Synapse for its media config, which is also
+// how an upload learns whether Synapse is reachable.
+const probeTimeout = 5 * time.Second
+
+// UploadLimit asks Synapse for its m.upload.size (0 when it sets none), as
+// the bot. ErrUnavailable when Synapse does not answer within a few
+// seconds; LastLimit then has what it said last.
 func (r *Repo) UploadLimit(ctx context.Context) (int64, error) {
-	r.mu.Lock()
-	if time.Now().Before(r.limitUntil) {
-		defer r.mu.Unlock()
-		return r.limit, nil
-	}
-	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
 	req, err := r.request(ctx, http.MethodGet, "/_matrix/client/v1/media/config", nil, nil, "")
 	if err != nil {
 		return 0, err
@@ -106,9 +104,17 @@ func (r *Repo) UploadLimit(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("%w: media config: %w", ErrUnavailable, err)
 	}
 	r.mu.Lock()
-	r.limit, r.limitUntil = cfg.Size, time.Now().Add(limitTTL)
+	r.limit, r.limitKnown = cfg.Size, true
 	r.mu.Unlock()
 	return cfg.Size, nil
+}
+
+// LastLimit is the m.upload.size Synapse gave last; ok is false when it
+// never answered.
+func (r *Repo) LastLimit() (limit int64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.limit, r.limitKnown
 }
 
 // Upload streams size bytes of body to Synapse as asUser and returns the

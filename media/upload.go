@@ -19,6 +19,8 @@ import (
 	"unicode"
 
 	"github.com/rs/zerolog"
+
+	"github.com/openmeet-team/openmeet-bridge/database"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -59,19 +61,25 @@ type Service struct {
 	Signer *Signer
 	// Register makes sure the homeserver knows a ghost before acting as it.
 	Register func(ctx context.Context, userID id.UserID) error
+	// DB holds the spool of files accepted while Synapse is unreachable.
+	DB *database.Database
 }
 
 // Limit is the largest upload allowed now: the bridge's limit, or
-// Synapse's m.upload.size when that is smaller.
+// Synapse's m.upload.size when that is smaller. When Synapse does not
+// answer it returns ErrUnavailable with the limit Synapse gave last (or
+// the bridge's).
 func (s *Service) Limit(ctx context.Context) (int64, error) {
 	hs, err := s.Repo.UploadLimit(ctx)
-	if err != nil {
+	if errors.Is(err, ErrUnavailable) {
+		hs, _ = s.Repo.LastLimit()
+	} else if err != nil {
 		return 0, err
 	}
 	if hs > 0 && hs < s.Config.MaxUploadBytes {
-		return hs, nil
+		return hs, err
 	}
-	return s.Config.MaxUploadBytes, nil
+	return s.Config.MaxUploadBytes, err
 }
 
 // Uploaded is what an upload stored, and the message content to send.
@@ -82,22 +90,36 @@ type Uploaded struct {
 }
 
 // Check refuses, before anything is read, an upload whose declared size or
-// type is not allowed.
-func (s *Service) Check(ctx context.Context, size int64, mediaType string) error {
+// type is not allowed. spool is true when Synapse does not answer: the
+// file is then kept in the spool (Spool) until the outbox sends it.
+func (s *Service) Check(ctx context.Context, size int64, mediaType string) (spool bool, err error) {
 	if mediaType == "" || !s.Config.Allowed(mediaType) {
-		return fmt.Errorf("%w: %q", ErrTypeNotAllowed, mediaType)
+		return false, fmt.Errorf("%w: %q", ErrTypeNotAllowed, mediaType)
 	}
 	if size == 0 {
-		return ErrEmpty
+		return false, ErrEmpty
 	}
 	limit, err := s.Limit(ctx)
-	if err != nil {
-		return err
+	spool = errors.Is(err, ErrUnavailable)
+	if err != nil && !spool {
+		return false, err
 	}
 	if size > limit {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, size, limit)
+		return false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, size, limit)
 	}
-	return nil
+	if spool {
+		if s.DB == nil || s.Config.SpoolMaxBytes <= 0 {
+			return false, err
+		}
+		used, dbErr := s.DB.MediaSpool.Bytes(ctx)
+		if dbErr != nil {
+			return false, dbErr
+		}
+		if used+size > s.Config.SpoolMaxBytes {
+			return false, fmt.Errorf("%w, and the spool is full (%d of %d bytes)", ErrUnavailable, used, s.Config.SpoolMaxBytes)
+		}
+	}
+	return spool, nil
 }
 
 // Upload streams a file of size bytes to Synapse as userID and makes the
@@ -130,13 +152,21 @@ func (s *Service) Upload(ctx context.Context, userID id.UserID, body io.Reader, 
 	if strings.HasPrefix(mediaType, "image/") && (info.Width > thumbWidth || info.Height > thumbHeight) {
 		up.ThumbnailMXC = s.thumbnail(ctx, userID, mxc, info)
 	}
+	up.Content, err = messageContent(mediaType, filename, mxc, info)
+	return up, err
+}
+
+// messageContent is the m.image, m.video, m.audio or m.file content of a
+// file; mxc is empty while the file waits in the spool.
+func messageContent(mediaType, filename, mxc string, info *event.FileInfo) (map[string]any, error) {
 	content := &event.MessageEventContent{MsgType: msgType(mediaType), Body: filename, FileName: filename,
 		URL: id.ContentURIString(mxc), Info: info}
 	raw, err := json.Marshal(content)
+	var out map[string]any
 	if err == nil {
-		err = json.Unmarshal(raw, &up.Content)
+		err = json.Unmarshal(raw, &out)
 	}
-	return up, err
+	return out, err
 }
 
 // truncationReader remembers a read error of the client's body, which
