@@ -192,8 +192,12 @@ func TestMediaBadInput(t *testing.T) {
 		"other room":        forge(func(q url.Values, _ *string) { q.Set("room", "!other:"+hs.ServerName) }),
 		"expiry moved":      forge(func(q url.Values, _ *string) { q.Set("exp", fmt.Sprint(time.Now().Add(48*time.Hour).Unix())) }),
 		"other file":        forge(func(_ url.Values, p *string) { *p = strings.Replace(*p, mediaID, otherID, 1) }),
-		"as thumbnail":      forge(func(q url.Values, p *string) { *p = strings.Replace(*p, "/download/", "/thumbnail/", 1); q.Set("width", "32"); q.Set("height", "32") }),
-		"expired":           signer.URL(media.Download, id.RoomID(roomID), other, nil),
+		"as thumbnail": forge(func(q url.Values, p *string) {
+			*p = strings.Replace(*p, "/download/", "/thumbnail/", 1)
+			q.Set("width", "32")
+			q.Set("height", "32")
+		}),
+		"expired": signer.URL(media.Download, id.RoomID(roomID), other, nil),
 	} {
 		status, header, body := fetchURL(t, b, bad, nil)
 		if status != 403 || !strings.Contains(string(body), "M_FORBIDDEN") || header.Get("Content-Type") != "application/json" {

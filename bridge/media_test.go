@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -197,6 +198,33 @@ func TestMediaBothWays(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || !bytes.Equal(body, img) {
 		t.Fatalf("download with the JWT: %d", resp.StatusCode)
+	}
+
+	// Alice's avatar: her member event and her next message carry URLs
+	// that load it.
+	avatar := testPNG(t, 64, 64)
+	avatarMXC, err := alice.Upload(ctx, "image/png", "me.png", avatar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Do(ctx, http.MethodPut, "/_matrix/client/v3/profile/"+url.PathEscape(alice.UserID)+"/avatar_url", map[string]string{"avatar_url": avatarMXC}, nil); err != nil {
+		t.Fatal(err)
+	}
+	member := stream.waitFor(t, "alice's new avatar", func(e streamEvent) bool {
+		m, _ := e.Data["media"].(map[string]any)
+		return e.Event == "m.room.member" && m["avatar_url"] != nil
+	})
+	memberURL := member.Data["media"].(map[string]any)["avatar_url"].(string)
+	if _, err := alice.SendText(ctx, roomID, "with my face"); err != nil {
+		t.Fatal(err)
+	}
+	withFace := stream.waitFor(t, "alice's message", isMessage("with my face"))
+	senderURL, _ := withFace.Data["media"].(map[string]any)["sender_avatar_url"].(string)
+	for _, u := range []string{memberURL, senderURL} {
+		status, header, body := fetchURL(t, b, u, nil)
+		if _, _, err := image.DecodeConfig(bytes.NewReader(body)); status != 200 || err != nil || !strings.HasPrefix(header.Get("Content-Type"), "image/") {
+			t.Fatalf("avatar URL %q: %d %v", u, status, err)
+		}
 	}
 
 	// Browser → Matrix: large enough for Synapse to make a thumbnail.

@@ -55,6 +55,9 @@ func (f *formatter) mediaURLs(ctx context.Context, evt payloadSource) (*MediaURL
 			}
 		}
 	case event.StateMember.Type:
+		// The member's avatar may have changed: read it afresh next time.
+		// (Not set from here: history formats old member events too.)
+		f.avatars.Remove([2]string{string(evt.roomID), gjson.GetBytes(evt.raw, "state_key").Str})
 		if mxc := content.Get("avatar_url"); mxc.Type == gjson.String {
 			m.AvatarURL = f.media.URL("thumbnail", evt.roomID, mxc.Str, avatarSize)
 		}
