@@ -86,7 +86,7 @@ type uploaded struct {
 
 // mediaRoom makes a meetup with ada (an OpenMeet user) and alice (a
 // Matrix user) in it.
-func mediaRoom(t *testing.T, hs *harness.Synapse, b *bridge.Bridge) (ada string, alice *harness.MatrixUser, roomID string) {
+func mediaRoom(t testing.TB, hs *harness.Synapse, b *bridge.Bridge) (ada string, alice *harness.MatrixUser, roomID string) {
 	t.Helper()
 	tenant := harness.UniqueName("tenant-")
 	provisionUser(t, b, tenant, "ada", "Ada")
