@@ -126,3 +126,31 @@ func TestAllowed(t *testing.T) {
 		t.Error("ParseType")
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	good := Config{Enabled: true, MaxUploadBytes: 1, URLTTL: time.Hour, AllowedTypes: []string{"image/*", "application/pdf"}}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*Config){
+		"max_upload_bytes": func(c *Config) { c.MaxUploadBytes = 0 },
+		"url_ttl":          func(c *Config) { c.URLTTL = time.Second },
+		"allowed_types[1]": func(c *Config) { c.AllowedTypes = []string{"image/png", "*/*"} },
+		"allowed_types[0]": func(c *Config) { c.AllowedTypes = []string{"Image/PNG"} },
+		"signing_key":      func(c *Config) { c.SigningKey = "short" },
+		"public_url":       func(c *Config) { c.PublicURL = "chat.example.org" },
+		"spool_max_bytes":  func(c *Config) { c.SpoolMaxBytes = -1 },
+	} {
+		c := good
+		c.AllowedTypes = append([]string(nil), good.AllowedTypes...)
+		change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "client_api.media."+name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	off := Config{}
+	if err := off.Validate(); err != nil {
+		t.Errorf("disabled: %v", err)
+	}
+}

@@ -88,7 +88,7 @@ func (s *Service) Serve(w http.ResponseWriter, r *http.Request, kind, server, me
 		switch status := StatusOf(err); {
 		case status == http.StatusNotFound || status == http.StatusBadRequest:
 			mautrix.MNotFound.WithMessage("No such file").Write(w)
-		case status == http.StatusRequestEntityTooLarge || status == http.StatusBadGateway && !errors.Is(err, ErrUnavailable):
+		case status == http.StatusRequestEntityTooLarge:
 			mautrix.MTooLarge.WithMessage("The homeserver would not fetch this file").Write(w)
 		default:
 			mautrix.MUnknown.WithMessage("The homeserver did not answer").WithStatus(http.StatusBadGateway).Write(w)

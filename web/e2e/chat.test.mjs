@@ -315,8 +315,16 @@ test("the demo page on the bridge client", { timeout: 300000 }, async (t) => {
       dt.items.add(new File(["<svg xmlns='http://www.w3.org/2000/svg'/>"], "evil.svg", { type: "image/svg+xml" }));
       document.getElementById("text").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
     });
-    await bob.page.locator("#notice", { hasText: "File not sent" }).waitFor();
+    await bob.page.locator("#notice", { hasText: "File not sent: files of type image/svg+xml are not allowed" }).waitFor();
     await bob.page.locator("#messages li.failed", { hasText: "evil.svg" }).waitFor();
+    // Too large: refused before a byte is sent, with the limit.
+    await bob.page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(21 * 1024 * 1024)], "huge.zip", { type: "application/zip" }));
+      document.getElementById("text").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+    });
+    await bob.page.locator("#notice", { hasText: "larger than the limit of 20 MiB" }).waitFor();
+    await bob.page.locator("#messages li.failed", { hasText: "huge.zip" }).waitFor();
   });
 
   await t.test("unread badges, empty room, topic", async () => {

@@ -535,15 +535,34 @@ function showMedia(body, ev) {
   body.replaceChildren(a);
 }
 
+// What the bridge takes, asked once: a file it would refuse is refused
+// here with the reason, before its bytes are sent (a browser may report a
+// refusal that comes while it still sends as a broken connection).
+let mediaConfig;
+function refusalOf(file, cfg) {
+  if (!cfg) return "";
+  const type = file.type || "application/octet-stream";
+  const [top] = type.split("/");
+  if (!cfg.allowed_types.includes(type) && !cfg.allowed_types.includes(top + "/*")) return "files of type " + type + " are not allowed";
+  if (file.size > cfg.max_upload_bytes) return "larger than the limit of " + Math.floor(cfg.max_upload_bytes / 1048576 * 10) / 10 + " MiB";
+  if (file.size === 0) return "the file is empty";
+  return "";
+}
+
 // sendFiles uploads files at once (they are not kept in the offline
 // queue), each shown as pending until its echo replaces it.
 async function sendFiles(files) {
   const room = state.current;
   if (!room) return;
+  mediaConfig ??= state.chat.mediaConfig().catch(() => null);
+  const cfg = await mediaConfig;
+  if (!cfg) mediaConfig = undefined; // ask again next time
   for (const file of files) {
     const txnId = newTxnId();
     if (state.view && state.current === room) addPending(txnId, "uploading " + (file.name || "a file") + "…");
     try {
+      const refusal = refusalOf(file, cfg);
+      if (refusal) throw new Error(refusal);
       const resp = await state.chat.upload(room, file, { txnId, filename: file.name || undefined });
       const li = state.view?.pending.get(txnId);
       if (li) li.querySelector(".state").textContent = resp.state === "sent" ? "" : "on its way…";
