@@ -226,6 +226,47 @@ func TestMediaBadInput(t *testing.T) {
 			t.Errorf("%s: %d %s", name, resp.StatusCode, body)
 		}
 	}
+	// SVG and HTML a Matrix user sends are never shown inline: attachment,
+	// sandboxed, not sniffed; an image is inline.
+	for _, tc := range []struct {
+		contentType, name, body string
+		inline                  bool
+	}{
+		{"image/svg+xml", "x.svg", `<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>`, false},
+		{"text/html", "x.html", `<html><script>alert(1)</script></html>`, false},
+		{"application/xhtml+xml", "x.xhtml", `<html xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></html>`, false},
+		{"image/png", "x.png", string(png), true},
+	} {
+		mxc, err := alice.Upload(ctx, tc.contentType, tc.name, []byte(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.SendEvent(ctx, roomID, "m.room.message", map[string]any{"msgtype": "m.file", "body": tc.name, "url": mxc}); err != nil {
+			t.Fatal(err)
+		}
+		s, m, _ := media.ParseMXC(mxc)
+		var status int
+		var header http.Header
+		var body []byte
+		eventually(t, 30*time.Second, tc.name+" in the event log", func() bool {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+b.Addr().String()+"/_openmeet/client/v1/media/download/"+s+"/"+m+"?room="+url.QueryEscape(roomID), nil)
+			req.Header.Set("Authorization", "Bearer "+ada)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			status, header = resp.StatusCode, resp.Header
+			body, _ = io.ReadAll(resp.Body)
+			return status != 403
+		})
+		disposition := header.Get("Content-Disposition")
+		if status != 200 || string(body) != tc.body || header.Get("X-Content-Type-Options") != "nosniff" ||
+			!strings.Contains(header.Get("Content-Security-Policy"), "sandbox") || strings.HasPrefix(disposition, "inline") != tc.inline ||
+			!strings.HasPrefix(disposition, "inline") && !strings.HasPrefix(disposition, "attachment") || !strings.Contains(disposition, tc.name) {
+			t.Errorf("%s: %d %v", tc.name, status, header)
+		}
+	}
 	// A thumbnail of a silly size.
 	thumb := signerFor(hs).URL(media.Thumbnail, id.RoomID(roomID), up.ContentURI, url.Values{"width": {"0"}, "height": {"99999"}})
 	if status, _, body := fetchURL(t, b, thumb, nil); status != 400 {
