@@ -180,6 +180,12 @@ func TestMediaBothWays(t *testing.T) {
 	if status, _, _ = fetchURL(t, b, fileURL, map[string]string{"If-None-Match": header.Get("ETag")}); status != http.StatusNotModified {
 		t.Fatalf("revalidation: %d", status)
 	}
+	// HEAD: the headers alone.
+	if resp, err := http.Head(resolve(b, fileURL)); err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(len(img)) || resp.Header.Get("ETag") == "" {
+		t.Fatalf("HEAD: %v %v", err, resp)
+	} else {
+		_ = resp.Body.Close()
+	}
 	status, header, body = fetchURL(t, b, thumbURL, nil)
 	if status != 200 || !strings.HasPrefix(header.Get("Content-Type"), "image/") {
 		t.Fatalf("thumbnail: %d %v", status, header)
@@ -268,6 +274,13 @@ func TestMediaBothWays(t *testing.T) {
 		again.EventID != up.EventID || again.ContentURI != up.ContentURI {
 		t.Fatalf("repeated upload: %d %+v, first %+v", code, again, up)
 	}
+}
+
+func resolve(b *bridge.Bridge, u string) string {
+	if strings.HasPrefix(u, "/") {
+		return "http://" + b.Addr().String() + u
+	}
+	return u
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
