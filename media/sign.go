@@ -5,10 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -34,6 +35,7 @@ const Prefix = "/_openmeet/client/v1/media"
 // capability, so that an <img> tag can load it without a token.
 type Signer struct {
 	key       []byte
+	macs      sync.Pool // of HMAC-SHA256 with key: set up once, reset per URL
 	ttl       time.Duration
 	publicURL string
 	// Now is the clock; tests may set it.
@@ -43,7 +45,9 @@ type Signer struct {
 // NewSigner signs with key. Expiries are rounded up to half the ttl, so a
 // URL stays the same for a while and browsers can cache what it loads.
 func NewSigner(key []byte, ttl time.Duration, publicURL string) *Signer {
-	return &Signer{key: key, ttl: ttl, publicURL: strings.TrimSuffix(publicURL, "/"), Now: time.Now}
+	s := &Signer{key: key, ttl: ttl, publicURL: strings.TrimSuffix(publicURL, "/"), Now: time.Now}
+	s.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return s
 }
 
 // DeriveKey makes a signing key from a secret the replicas share, for one
@@ -60,10 +64,6 @@ const (
 	Thumbnail = "thumbnail"
 )
 
-// mediaPart is what a server name and a media ID may hold: the spec
-// allows [A-Za-z0-9_-] in media IDs, and server names are host[:port].
-var mediaPart = regexp.MustCompile(`^[A-Za-z0-9._:\[\]-]{1,255}$`)
-
 // ParseMXC splits an mxc:// URI; ok is false for anything else.
 func ParseMXC(uri string) (server, mediaID string, ok bool) {
 	rest, found := strings.CutPrefix(uri, "mxc://")
@@ -77,16 +77,41 @@ func ParseMXC(uri string) (server, mediaID string, ok bool) {
 	return server, mediaID, true
 }
 
-// ValidPart reports whether s may be a server name or media ID.
-func ValidPart(s string) bool { return mediaPart.MatchString(s) }
+// ValidPart reports whether s may be a server name or media ID: 1 to 255
+// of [A-Za-z0-9._:[]-] (the spec allows [A-Za-z0-9_-] in media IDs, and
+// server names are host[:port]). A loop, not a regexp: every media URL in
+// every stream payload passes here.
+func ValidPart(s string) bool {
+	if len(s) == 0 || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == ':', c == '[', c == ']', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func (s *Signer) mac(kind string, roomID id.RoomID, server, mediaID string, exp int64) string {
-	mac := hmac.New(sha256.New, s.key)
-	for _, part := range []string{kind, string(roomID), server, mediaID, strconv.FormatInt(exp, 10)} {
-		mac.Write([]byte(part))
-		mac.Write([]byte{0})
+	msg := make([]byte, 0, 512)
+	for _, part := range []string{kind, string(roomID), server, mediaID} {
+		msg = append(msg, part...)
+		msg = append(msg, 0)
 	}
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	msg = strconv.AppendInt(msg, exp, 10)
+	msg = append(msg, 0)
+	mac := s.macs.Get().(hash.Hash)
+	mac.Reset()
+	mac.Write(msg)
+	var sum [sha256.Size]byte
+	out := base64.RawURLEncoding.EncodeToString(mac.Sum(sum[:0]))
+	s.macs.Put(mac)
+	return out
 }
 
 // URL is the signed URL of an mxc URI seen in roomID, for a download or a
@@ -99,14 +124,27 @@ func (s *Signer) URL(kind string, roomID id.RoomID, mxc string, extra url.Values
 	}
 	half := max(int64(s.ttl/time.Second)/2, 1)
 	exp := (s.Now().Unix()/half+1)*half + int64(s.ttl/time.Second)
-	q := url.Values{}
-	for k, v := range extra {
-		q[k] = v
+	var b strings.Builder
+	b.Grow(len(s.publicURL) + len(Prefix) + len(kind) + len(server) + len(mediaID) + len(roomID) + 100)
+	b.WriteString(s.publicURL)
+	b.WriteString(Prefix)
+	b.WriteByte('/')
+	b.WriteString(kind)
+	b.WriteByte('/')
+	b.WriteString(server)
+	b.WriteByte('/')
+	b.WriteString(mediaID)
+	b.WriteString("?exp=")
+	b.WriteString(strconv.FormatInt(exp, 10))
+	if len(extra) > 0 {
+		b.WriteByte('&')
+		b.WriteString(extra.Encode())
 	}
-	q.Set("room", string(roomID))
-	q.Set("exp", strconv.FormatInt(exp, 10))
-	q.Set("sig", s.mac(kind, roomID, server, mediaID, exp))
-	return s.publicURL + Prefix + "/" + kind + "/" + server + "/" + mediaID + "?" + q.Encode()
+	b.WriteString("&room=")
+	b.WriteString(url.QueryEscape(string(roomID)))
+	b.WriteString("&sig=")
+	b.WriteString(s.mac(kind, roomID, server, mediaID, exp))
+	return b.String()
 }
 
 // Verify checks a URL's signature and expiry; it returns the room the URL
