@@ -129,13 +129,17 @@ func (c *Client) putUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 // answerUpload queues the message (or finds it queued) and answers with
-// the send's state and the file's URLs.
+// the send's state and the URLs of the file the stored message names:
+// for a txn id used before, or taken by a simultaneous upload, that is the
+// first file, in the first request's room.
 func (c *Client) answerUpload(w http.ResponseWriter, r *http.Request, roomID id.RoomID, txnID, eventType string, content []byte) {
-	mxc := gjson.GetBytes(content, "url").Str
-	thumb := gjson.GetBytes(content, "info.thumbnail_url").Str
 	c.enqueueAnd(w, r, roomID, txnID, eventType, content, func(status int, resp sendResponse) {
+		if stored, err := c.db.Outbox.ByTxn(r.Context(), callerOf(r).userID, txnID); err == nil && stored != nil {
+			roomID, content = stored.RoomID, []byte(stored.Content)
+		}
+		mxc := gjson.GetBytes(content, "url").Str
 		out := uploadResponse{sendResponse: resp, ContentURI: mxc, URL: c.media.Signer.URL(media.Download, roomID, mxc, nil)}
-		if thumb != "" {
+		if thumb := gjson.GetBytes(content, "info.thumbnail_url").Str; thumb != "" {
 			out.ThumbnailURL = c.media.Signer.URL(media.Download, roomID, thumb, nil)
 		}
 		writeJSON(w, status, out)
