@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -274,6 +275,50 @@ func TestMediaBothWays(t *testing.T) {
 		again.EventID != up.EventID || again.ContentURI != up.ContentURI {
 		t.Fatalf("repeated upload: %d %+v, first %+v", code, again, up)
 	}
+}
+
+// TestMediaSimultaneousUploadsOfOneTxn: two uploads with one txn id at
+// once make one message, and both are answered with it.
+func TestMediaSimultaneousUploadsOfOneTxn(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	b := startBridge(t, clientConfig(t, hs))
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	ada, _, _ := mediaRoom(t, hs, b)
+	answers := make(chan uploaded, 2)
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			req, _ := http.NewRequest(http.MethodPut, "http://"+b.Addr().String()+"/_openmeet/client/v1/rooms/events/meetup/upload/same", bytes.NewReader(testPNG(t, 20+i, 20)))
+			req.Header.Set("Authorization", "Bearer "+ada)
+			req.Header.Set("Content-Type", "image/png")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			var out uploaded
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+				errs <- fmt.Errorf("%d %v", resp.StatusCode, err)
+				return
+			}
+			answers <- out
+		}()
+	}
+	var got []uploaded
+	for range 2 {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case a := <-answers:
+			got = append(got, a)
+		}
+	}
+	if got[0].EventID == "" || got[0].EventID != got[1].EventID || got[0].ContentURI != got[1].ContentURI || got[0].URL != got[1].URL {
+		t.Fatalf("answers differ: %+v", got)
+	}
+	// One outbox entry (the txn id is unique), so one message.
+	eventually(t, 30*time.Second, "the message's echo", func() bool { return countBodies(t, b)["file.png"] == 1 })
 }
 
 func resolve(b *bridge.Bridge, u string) string {
