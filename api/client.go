@@ -20,6 +20,7 @@ import (
 
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/ident"
+	"github.com/openmeet-team/openmeet-bridge/media"
 	"github.com/openmeet-team/openmeet-bridge/portal"
 	"github.com/openmeet-team/openmeet-bridge/sse"
 )
@@ -40,6 +41,7 @@ type ClientConfig struct {
 	SendWait       time.Duration `yaml:"send_wait"`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	Stream         sse.Config    `yaml:"stream"`
+	Media          media.Config  `yaml:"media"`
 }
 
 // Client serves the API browsers use: rooms, history, sending, and the
@@ -51,6 +53,7 @@ type Client struct {
 	portals  *portal.Registry
 	outbox   *portal.Outbox
 	hub      *sse.Hub
+	media    *media.Service
 	typing   typingCache
 	log      zerolog.Logger
 }
@@ -92,6 +95,7 @@ func (c *Client) Register(r *mux.Router) {
 	sub.Handle(room+"/redact/{txnId}", auth(c.putRedact)).Methods(http.MethodPut)
 	sub.Handle(room+"/typing", auth(c.putTyping)).Methods(http.MethodPut)
 	sub.Handle(room+"/receipt", auth(c.postReceipt)).Methods(http.MethodPost)
+	c.registerMedia(sub, auth)
 	for _, path := range []string{"/events/ticket", "/events", "/rooms", room, room + "/messages", room + "/send/{txnId}",
 		room + "/edit/{txnId}", room + "/react/{txnId}", room + "/redact/{txnId}", room + "/typing", room + "/receipt"} {
 		sub.HandleFunc(path, MethodNotAllowed)
@@ -518,8 +522,14 @@ func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Por
 		c.internalError(w, r, err)
 		return
 	}
+	c.enqueueAnd(w, r, p.RoomID, txnID, eventType, raw, func(status int, resp sendResponse) { writeJSON(w, status, resp) })
+}
+
+// enqueueAnd stores a message in the outbox (or finds the one stored under
+// txnID), waits a while for its delivery, and answers through answer.
+func (c *Client) enqueueAnd(w http.ResponseWriter, r *http.Request, roomID id.RoomID, txnID, eventType string, raw []byte, answer func(int, sendResponse)) {
 	entry, err := c.outbox.Add(r.Context(), &database.OutboxEntry{
-		UserID: callerOf(r).userID, RoomID: p.RoomID, TxnID: txnID, EventType: eventType, Content: string(raw),
+		UserID: callerOf(r).userID, RoomID: roomID, TxnID: txnID, EventType: eventType, Content: string(raw),
 	})
 	if err != nil {
 		c.internalError(w, r, err)
@@ -545,5 +555,5 @@ func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Por
 	case database.OutboxFailed:
 		status, resp.Error = http.StatusBadGateway, entry.LastError
 	}
-	writeJSON(w, status, resp)
+	answer(status, resp)
 }

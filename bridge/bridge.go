@@ -223,6 +223,12 @@ func (b *Bridge) wire() error {
 		if b.Client, err = api.NewClient(&b.Config.ClientAPI, b.DB, b.Portals, b.Outbox, b.Hub, b.Log); err != nil {
 			return err
 		}
+		if b.Config.ClientAPI.Media.Enabled {
+			svc := b.mediaService()
+			b.Client.SetMedia(svc)
+			b.Hub.SetMediaSigner(svc.Signer)
+			b.Outbox.SetPreparer(svc)
+		}
 	}
 	b.Commands = commands.New(commands.Config{
 		Prefix:      b.Config.Appservice.Bot.CommandPrefix,

@@ -79,6 +79,7 @@ type Database struct {
 	Outbox        *OutboxQuery
 	Tickets       *TicketQuery
 	ReadMarkers   *ReadMarkerQuery
+	MediaSpool    *MediaSpoolQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -161,6 +162,7 @@ func wrap(raw *dbutil.Database) *Database {
 		Outbox:        &OutboxQuery{db: raw, delivered: delivered},
 		Tickets:       &TicketQuery{db: raw},
 		ReadMarkers:   &ReadMarkerQuery{db: raw},
+		MediaSpool:    &MediaSpoolQuery{db: raw},
 	}
 }
 

@@ -39,6 +39,8 @@ type Outbox struct {
 	db  *database.Database
 	hs  *appservice.Homeserver
 	log zerolog.Logger
+	// preparer, when set, readies an entry's content before each send.
+	preparer Preparer
 
 	// sendBound is the longest one send may take; claimFor is how long a
 	// claim lasts, which covers a search, a send and recording the result.
@@ -342,8 +344,12 @@ func (o *Outbox) send(ctx context.Context, client *mautrix.Client, entry *databa
 			TxnID: txnID, Reason: content.Reason, Extra: map[string]any{database.OutboxTxnIDKey: entry.TxnID},
 		})
 	} else {
+		var stored string
+		if stored, err = o.prepared(ctx, entry); err != nil {
+			return "", err
+		}
 		var content json.RawMessage
-		if content, err = withTxnID(entry.Content, entry.TxnID); err != nil {
+		if content, err = withTxnID(stored, entry.TxnID); err != nil {
 			return "", err
 		}
 		resp, err = client.SendMessageEvent(ctx, entry.RoomID, event.Type{Type: entry.EventType, Class: event.MessageEventType},

@@ -33,6 +33,8 @@ type Payload struct {
 	// Users names who a typing notice or a receipt is about.
 	Users []*SenderInfo   `json:"users,omitempty"`
 	Event json.RawMessage `json:"event"`
+	// Media carries browser-usable URLs of the event's files (see media.go).
+	Media *MediaURLs `json:"media,omitempty"`
 }
 
 // PortalInfo names the OpenMeet event or group of a room.
@@ -58,6 +60,10 @@ type formatter struct {
 	db      *database.Database
 	portals *expirable.LRU[id.RoomID, *PortalInfo]
 	senders *expirable.LRU[[2]string, *SenderInfo]
+	// media signs the URLs of files and avatars (nil: none); avatars
+	// caches avatar mxc URIs by room and user.
+	media   MediaSigner
+	avatars *expirable.LRU[[2]string, string]
 }
 
 const cacheTTL = 10 * time.Second
@@ -80,6 +86,11 @@ func (f *formatter) payload(ctx context.Context, evt *database.LoggedEvent) (*Pa
 	}
 	if evt.Type == event.EventMessage.Type || evt.Type == event.EventReaction.Type {
 		p.TxnID = gjson.GetBytes(evt.Raw, "content.net\\.openmeet\\.txn_id").String()
+	}
+	if f.media != nil {
+		if p.Media, err = f.mediaURLs(ctx, payloadSource{evt.RoomID, evt.Sender, evt.Type, evt.Raw}); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }

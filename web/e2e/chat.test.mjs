@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import zlib from "node:zlib";
 
 const env = (name) => {
   const value = process.env[name];
@@ -77,6 +78,50 @@ async function asAlice(method, path, body) {
 }
 const roomPath = () => `/rooms/${encodeURIComponent(env("ROOM_ID"))}`;
 const txn = (what) => `e2e-${what}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+
+// A PNG of w x h pixels with a pattern.
+function png(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, "latin1"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(td));
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = Buffer.alloc(1 + 3 * w);
+    for (let x = 0; x < w; x++) row.set([(x * 5) & 255, (y * 7) & 255, (x ^ y) & 255], 1 + 3 * x);
+    rows.push(row);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", zlib.deflateSync(Buffer.concat(rows))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+// An image shown in a page, once the browser has loaded it.
+async function loadedImage(p, alt) {
+  const img = p.locator(`#messages li[data-event-id] img[alt="${alt}"]`);
+  await img.waitFor({ timeout: 30000 });
+  await p.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle(), { timeout: 30000 });
+  return img;
+}
+
+// The bytes a URL from a page loads, without any token.
+async function bytesOf(href) {
+  const resp = await fetch(new URL(href, env("BRIDGE_URL")));
+  assert.equal(resp.status, 200);
+  return Buffer.from(await resp.arrayBuffer());
+}
 
 // Which messages a page shows, in order.
 const shown = (p) => p.locator("#messages li .body").allTextContents();
@@ -204,6 +249,82 @@ test("the demo page on the bridge client", { timeout: 300000 }, async (t) => {
     await mine.locator(".edit-box").fill("sent offline 1, edited");
     await mine.locator(".edit-box").press("Enter");
     await item(ada.page, "sent offline 1, edited").locator(".edited", { hasText: "(edited)" }).waitFor();
+  });
+
+  await t.test("images and files both ways: shown inline, attached by button and by paste", async () => {
+    // Alice sends an image from her Matrix client.
+    const photo = png(120, 90);
+    const up = await fetch(`${env("SYNAPSE_URL")}/_matrix/media/v3/upload?filename=alice-photo.png`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${env("ALICE_TOKEN")}`, "Content-Type": "image/png" },
+      body: photo,
+    });
+    assert.equal(up.status, 200);
+    const { content_uri: mxc } = await up.json();
+    await asAlice("PUT", `${roomPath()}/send/m.room.message/${txn("photo")}`, {
+      msgtype: "m.image", body: "alice-photo.png", url: mxc, info: { mimetype: "image/png", size: photo.length, w: 120, h: 90 },
+    });
+    for (const p of [ada.page, bob.page]) {
+      const img = await loadedImage(p, "alice-photo.png");
+      // The link opens the file itself: the same bytes.
+      const href = await img.locator("xpath=..").getAttribute("href");
+      assert.deepEqual(await bytesOf(href), photo);
+    }
+
+    // Ada attaches one with the button.
+    const mine = png(1000, 700);
+    const chooser = ada.page.waitForEvent("filechooser");
+    await ada.page.click("#attach");
+    await (await chooser).setFiles({ name: "ada-upload.png", mimeType: "image/png", buffer: mine });
+    const shownToAda = await loadedImage(ada.page, "ada-upload.png");
+    await loadedImage(bob.page, "ada-upload.png");
+    assert.equal(await ada.page.locator("#messages li.pending").count(), 0);
+    // The page shows the thumbnail, and links to the file.
+    assert.ok((await shownToAda.evaluate((el) => el.naturalWidth)) < 1000);
+    assert.deepEqual(await bytesOf(await shownToAda.locator("xpath=..").getAttribute("href")), mine);
+    // Alice gets an m.image with its size and can download it.
+    const page = await asAlice("GET", `${roomPath()}/messages?dir=b&limit=20`);
+    const got = page.chunk.find((e) => e.content?.body === "ada-upload.png");
+    assert.ok(got, "alice has ada's image");
+    assert.equal(got.content.msgtype, "m.image");
+    assert.equal(got.content.info.w, 1000);
+    assert.equal(got.content.info.h, 700);
+    assert.equal(got.content.info.mimetype, "image/png");
+    assert.ok(got.content.info.thumbnail_url);
+    const dl = await fetch(`${env("SYNAPSE_URL")}/_matrix/client/v1/media/download/${got.content.url.slice("mxc://".length)}`, {
+      headers: { Authorization: `Bearer ${env("ALICE_TOKEN")}` },
+    });
+    assert.deepEqual(Buffer.from(await dl.arrayBuffer()), mine);
+
+    // Bob pastes a text file into the message box: it is sent as a file
+    // and shown as a link.
+    await bob.page.locator("#text").focus();
+    await bob.page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(["meeting notes\n"], "notes.txt", { type: "text/plain" }));
+      document.getElementById("text").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+    });
+    const link = ada.page.locator("#messages li[data-event-id] a.file", { hasText: "notes.txt" });
+    await link.waitFor({ timeout: 30000 });
+    assert.equal((await bytesOf(await link.getAttribute("href"))).toString(), "meeting notes\n");
+    await bob.page.locator("#messages li a.file", { hasText: "notes.txt" }).and(bob.page.locator("li[data-event-id] a")).waitFor();
+
+    // A file the bridge does not take: the page says so, nothing is sent.
+    await bob.page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(["<svg xmlns='http://www.w3.org/2000/svg'/>"], "evil.svg", { type: "image/svg+xml" }));
+      document.getElementById("text").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+    });
+    await bob.page.locator("#notice", { hasText: "File not sent: files of type image/svg+xml are not allowed" }).waitFor();
+    await bob.page.locator("#messages li.failed", { hasText: "evil.svg" }).waitFor();
+    // Too large: refused before a byte is sent, with the limit.
+    await bob.page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(21 * 1024 * 1024)], "huge.zip", { type: "application/zip" }));
+      document.getElementById("text").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+    });
+    await bob.page.locator("#notice", { hasText: "larger than the limit of 20 MiB" }).waitFor();
+    await bob.page.locator("#messages li.failed", { hasText: "huge.zip" }).waitFor();
   });
 
   await t.test("unread badges, empty room, topic", async () => {

@@ -5,7 +5,7 @@
 // sends (in IndexedDB) until the bridge has them, in order, also across a
 // reload. Everything shown comes from stream events and history pages,
 // matched by event ID, so nothing is shown twice.
-import { ChatClient, IndexedDBQueueStorage, MemoryQueueStorage } from "./bridge-client.js";
+import { ChatClient, IndexedDBQueueStorage, MemoryQueueStorage, newTxnId } from "./bridge-client.js";
 
 const REACTION = "👍";
 const $ = (id) => document.getElementById(id);
@@ -127,7 +127,8 @@ function closeRoom() {
 
 function setComposer(on) {
   $("text").disabled = !on;
-  $("composer").querySelector("button").disabled = !on;
+  $("attach").disabled = !on;
+  $("composer").querySelector("button[type=submit]").disabled = !on;
 }
 
 function showRoomHeader(room) {
@@ -257,6 +258,7 @@ function addMessage(ev) {
     insertConfirmed(li);
   }
   li.dataset.eventId = ev.eventId;
+  showMedia(li.querySelector(".body"), ev);
   const msg = { li, sender: ev.sender?.user_id, redacted: false, reactions: new Map() };
   view.messages.set(ev.eventId, msg);
   if (ev.event.unsigned && ev.event.unsigned.redacted_because) markRedacted(msg);
@@ -504,6 +506,89 @@ function onQueue(u) {
       break;
   }
 }
+
+// ---- files ----
+
+const FILE_TYPES = new Set(["m.image", "m.file", "m.video", "m.audio"]);
+
+// showMedia draws an image as its thumbnail (linking to the file) and any
+// other file as a link, from the signed URLs the bridge puts into stream
+// events and history: an <img> needs no token.
+function showMedia(body, ev) {
+  const url = ev.media?.url;
+  if (!FILE_TYPES.has(ev.msgtype) || !url) return;
+  const a = document.createElement("a");
+  a.href = url;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  if (ev.msgtype === "m.image") {
+    const img = document.createElement("img");
+    img.className = "thumb";
+    img.src = ev.media.thumbnail_url || url;
+    img.alt = ev.body;
+    img.loading = "lazy";
+    a.append(img);
+  } else {
+    a.className = "file";
+    a.textContent = ev.body;
+  }
+  body.replaceChildren(a);
+}
+
+// What the bridge takes, asked once: a file it would refuse is refused
+// here with the reason, before its bytes are sent (a browser may report a
+// refusal that comes while it still sends as a broken connection).
+let mediaConfig;
+function refusalOf(file, cfg) {
+  if (!cfg) return "";
+  const type = file.type || "application/octet-stream";
+  const [top] = type.split("/");
+  if (!cfg.allowed_types.includes(type) && !cfg.allowed_types.includes(top + "/*")) return "files of type " + type + " are not allowed";
+  if (file.size > cfg.max_upload_bytes) return "larger than the limit of " + Math.floor(cfg.max_upload_bytes / 1048576 * 10) / 10 + " MiB";
+  if (file.size === 0) return "the file is empty";
+  return "";
+}
+
+// sendFiles uploads files at once (they are not kept in the offline
+// queue), each shown as pending until its echo replaces it.
+async function sendFiles(files) {
+  const room = state.current;
+  if (!room) return;
+  mediaConfig ??= state.chat.mediaConfig().catch(() => null);
+  const cfg = await mediaConfig;
+  if (!cfg) mediaConfig = undefined; // ask again next time
+  for (const file of files) {
+    const txnId = newTxnId();
+    if (state.view && state.current === room) addPending(txnId, "uploading " + (file.name || "a file") + "…");
+    try {
+      const refusal = refusalOf(file, cfg);
+      if (refusal) throw new Error(refusal);
+      const resp = await state.chat.upload(room, file, { txnId, filename: file.name || undefined });
+      const li = state.view?.pending.get(txnId);
+      if (li) li.querySelector(".state").textContent = resp.state === "sent" ? "" : "on its way…";
+    } catch (err) {
+      const li = state.view?.pending.get(txnId);
+      if (li) {
+        li.classList.add("failed");
+        li.querySelector(".state").textContent = "not sent: " + reason(err);
+      }
+      notify("File not sent: " + reason(err));
+    }
+  }
+}
+
+$("attach").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", () => {
+  const files = [...$("file").files];
+  $("file").value = "";
+  sendFiles(files);
+});
+$("text").addEventListener("paste", (e) => {
+  const files = [...(e.clipboardData?.files || [])];
+  if (files.length === 0) return; // text is pasted as usual
+  e.preventDefault();
+  sendFiles(files);
+});
 
 // ---- typing and receipts ----
 

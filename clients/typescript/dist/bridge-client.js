@@ -147,6 +147,8 @@ async function send(fetchImpl, baseUrl, spec) {
   if (spec.body !== void 0) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(spec.body);
+  } else if (spec.rawBody !== void 0) {
+    init.body = spec.rawBody;
   }
   let resp;
   try {
@@ -400,6 +402,7 @@ function toChatEvent(payload, live, position) {
   };
   if (payload.portal) base.portal = payload.portal;
   if (payload.sender) base.sender = payload.sender;
+  if (payload.media) base.media = payload.media;
   if (str(event.event_id)) base.eventId = event.event_id;
   const pos = payload.stream_pos ?? position;
   if (pos !== void 0 && pos > 0) base.position = pos;
@@ -1166,6 +1169,31 @@ var ChatClient = class extends Emitter {
     const req = { event_id: eventId };
     if (opts.reason !== void 0) req.reason = opts.reason;
     return this.enqueue(room, "redact", req, opts.txnId);
+  }
+  /**
+   * Sends a file (an image, video, audio or any allowed file) to a room at
+   * once, not through the queue: files are not kept in storage. The same
+   * txnId again is the same message. Errors are BridgeErrors: 413
+   * M_TOO_LARGE, 415 NET.OPENMEET.TYPE_NOT_ALLOWED or TYPE_MISMATCH, 503
+   * when Synapse is down (nothing was stored; retry).
+   */
+  async upload(room, file, opts = {}) {
+    const txnId = opts.txnId ?? newTxnId();
+    const name = file.name;
+    const filename = opts.filename ?? (typeof name === "string" ? name : void 0);
+    const spec = {
+      method: "PUT",
+      path: clientPrefix + roomPath(room, "upload/" + seg(txnId)),
+      query: { filename },
+      rawBody: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" }
+    };
+    if (opts.signal) spec.signal = opts.signal;
+    return (await sendAuthed(this.fetchImpl, this.baseUrl, this.tokens, spec)).body;
+  }
+  /** What may be uploaded: the size limit (the bridge's or Synapse's, the smaller) and the allowed types. */
+  async mediaConfig() {
+    return this.get("/media/config");
   }
   /** Items not yet accepted by the bridge (render them as pending), of one room when given. */
   pending(room) {

@@ -4,11 +4,12 @@ import { sendAuthed, TokenSource, type TokenProvider } from "./auth.js";
 import { Emitter } from "./emitter.js";
 import { toChatEvent, StreamEventName, type ChatEvent, type ChatEventKind } from "./events.js";
 import { seg, type FetchLike } from "./http.js";
-import { SendQueue, roomKey, type QueueOptions, type QueueStorage, type QueueUpdate, type QueuedItem, type SendResult } from "./queue.js";
+import { SendQueue, newTxnId, roomKey, type QueueOptions, type QueueStorage, type QueueUpdate, type QueuedItem, type SendResult } from "./queue.js";
 import { MemoryQueueStorage } from "./storage/memory.js";
 import { EventStream, type StreamOptions, type StreamStatus } from "./stream.js";
 import type { SSEFrame } from "./sse.js";
 import type {
+  MediaConfig,
   MessagesResponse,
   PortalInfo,
   Room,
@@ -18,6 +19,7 @@ import type {
   SendResponse,
   StreamPayload,
   Ticket,
+  UploadResponse,
   Whoami,
 } from "./types.js";
 
@@ -275,6 +277,33 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const req: Record<string, unknown> = { event_id: eventId };
     if (opts.reason !== undefined) req.reason = opts.reason;
     return this.enqueue(room, "redact", req, opts.txnId);
+  }
+
+  /**
+   * Sends a file (an image, video, audio or any allowed file) to a room at
+   * once, not through the queue: files are not kept in storage. The same
+   * txnId again is the same message. Errors are BridgeErrors: 413
+   * M_TOO_LARGE, 415 NET.OPENMEET.TYPE_NOT_ALLOWED or TYPE_MISMATCH, 503
+   * when Synapse is down (nothing was stored; retry).
+   */
+  async upload(room: RoomRef, file: Blob, opts: { filename?: string; txnId?: string; signal?: AbortSignal } = {}): Promise<UploadResponse> {
+    const txnId = opts.txnId ?? newTxnId();
+    const name: unknown = (file as unknown as { name?: unknown }).name;
+    const filename = opts.filename ?? (typeof name === "string" ? name : undefined);
+    const spec: Parameters<typeof sendAuthed>[3] = {
+      method: "PUT",
+      path: clientPrefix + roomPath(room, "upload/" + seg(txnId)),
+      query: { filename },
+      rawBody: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+    };
+    if (opts.signal) spec.signal = opts.signal;
+    return (await sendAuthed<UploadResponse>(this.fetchImpl, this.baseUrl, this.tokens, spec)).body;
+  }
+
+  /** What may be uploaded: the size limit (the bridge's or Synapse's, the smaller) and the allowed types. */
+  async mediaConfig(): Promise<MediaConfig> {
+    return this.get<MediaConfig>("/media/config");
   }
 
   /** Items not yet accepted by the bridge (render them as pending), of one room when given. */

@@ -2,7 +2,7 @@
 // read from the Matrix event inside the data, never from the SSE event:
 // name, which the bridge limits to a fixed set (other types arrive as
 // "m.event").
-import type { MatrixEvent, PortalInfo, StreamPayload, StreamUser } from "./types.js";
+import type { MatrixEvent, MediaURLs, PortalInfo, StreamPayload, StreamUser } from "./types.js";
 
 /** The SSE event: names the bridge uses. */
 export const StreamEventName = {
@@ -41,6 +41,8 @@ interface Base {
   live: boolean;
   event: MatrixEvent;
   payload: StreamPayload;
+  /** URLs of the event's file, thumbnail and avatars that a page can load directly (an <img> needs no token). */
+  media?: MediaURLs;
 }
 
 export interface ChatMessage extends Base {
@@ -142,6 +144,7 @@ export function toChatEvent(payload: StreamPayload, live: boolean, position?: nu
   };
   if (payload.portal) base.portal = payload.portal;
   if (payload.sender) base.sender = payload.sender;
+  if (payload.media) base.media = payload.media;
   if (str(event.event_id)) base.eventId = event.event_id as string;
   const pos = payload.stream_pos ?? position;
   if (pos !== undefined && pos > 0) base.position = pos;

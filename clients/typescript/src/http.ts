@@ -16,6 +16,8 @@ export interface RequestSpec {
   path: string;
   query?: Record<string, string | number | undefined>;
   body?: unknown;
+  /** A body sent as it is (a file), with its Content-Type in headers; instead of body. */
+  rawBody?: Blob;
   headers?: Record<string, string>;
   signal?: AbortSignal;
 }
@@ -45,6 +47,8 @@ export async function send<T>(fetchImpl: FetchLike, baseUrl: string, spec: Reque
   if (spec.body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(spec.body);
+  } else if (spec.rawBody !== undefined) {
+    init.body = spec.rawBody;
   }
   let resp: Response;
   try {

@@ -36,6 +36,15 @@ export type StreamPosition = Schemas["StreamPosition"];
 
 /** An answer to send, edit, react or redact: the message in the bridge's outbox. */
 export type SendResponse = Schemas["Send"];
+/** An answer to upload: the file's message in the outbox, its mxc URI and signed URLs. */
+export type UploadResponse = Schemas["Upload"];
+/** Browser-usable URLs of an event's files and avatars (signed; relative to the bridge unless it has a public_url). */
+export type MediaURLs = Schemas["MediaURLs"];
+/** What may be uploaded. */
+export interface MediaConfig {
+  max_upload_bytes: number;
+  allowed_types: string[];
+}
 
 const client = "/_openmeet/client/v1" as const;
 export type Whoami = JSONOf<paths[`${typeof client}/whoami`]["get"]["responses"][200]>;

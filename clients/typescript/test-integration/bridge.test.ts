@@ -80,6 +80,25 @@ describe("against the bridge", () => {
     // be pending too.
     assert.ok(r2.duplicate === true || r1.state === "pending", JSON.stringify(r2));
 
+    // A file: uploaded, then on the stream with a URL that loads it
+    // without a token; a type the bridge refuses is a typed error.
+    const cfg = await chat.mediaConfig();
+    assert.ok(cfg.max_upload_bytes > 0 && cfg.allowed_types.includes("text/plain"));
+    const text = "notes from the TypeScript client\n";
+    const up = await chat.upload(room, new Blob([text], { type: "text/plain" }), { filename: "notes.txt" });
+    assert.ok(up.state === "sent" || up.state === "pending");
+    assert.ok(up.content_uri.startsWith("mxc://"));
+    const fileEvent = await until("the file on the stream", () => events.find((e) => e.kind === "message" && e.txnId === up.txn_id));
+    assert.equal(fileEvent.kind === "message" && fileEvent.msgtype, "m.file");
+    const loaded = await fetch(new URL(fileEvent.media!.url!, baseUrl));
+    assert.equal(loaded.status, 200);
+    assert.equal(await loaded.text(), text);
+    assert.equal(loaded.headers.get("x-content-type-options"), "nosniff");
+    await assert.rejects(
+      chat.upload(room, new Blob(["<svg xmlns='http://www.w3.org/2000/svg'/>"], { type: "image/svg+xml" })),
+      (err: unknown) => err instanceof BridgeError && err.status === 415 && err.errcode === "NET.OPENMEET.TYPE_NOT_ALLOWED",
+    );
+
     await assert.rejects(
       prov.getPortal(me.tenant, "event", `${slug}-never-made`),
       (err: unknown) => err instanceof BridgeError && err.status === 404 && err.errcode === ErrCode.NotFound,

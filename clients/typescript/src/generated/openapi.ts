@@ -991,6 +991,335 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/_openmeet/client/v1/rooms/{kind}/{slug}/upload/{txnId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                kind: components["parameters"]["ClientKind"];
+                /** @description The event's or group's slug */
+                slug: components["parameters"]["Slug"];
+                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                txnId: components["parameters"]["TxnId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Send a file (idempotent on the user and txnId)
+         * @description The body is the file itself, with its Content-Type and Content-Length. The bridge streams it to Synapse's media repository as the user's ghost and sends it as m.image, m.video, m.audio or m.file with info (mimetype, size, w and h of images, a thumbnail for images larger than 800x600). A txnId used before answers as the first time did; the file is not stored again. Nothing is stored for any error.
+         */
+        put: {
+            parameters: {
+                query?: {
+                    /** @description The file's name as shown to others (directories and control characters are removed) */
+                    filename?: string;
+                };
+                header?: never;
+                path: {
+                    kind: components["parameters"]["ClientKind"];
+                    /** @description The event's or group's slug */
+                    slug: components["parameters"]["Slug"];
+                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    txnId: components["parameters"]["TxnId"];
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "*/*": string;
+                };
+            };
+            responses: {
+                200: components["responses"]["Upload"];
+                202: components["responses"]["Upload"];
+                /** @description Empty file, or the upload ended before Content-Length bytes (NET.OPENMEET.TRUNCATED) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                401: components["responses"]["Error"];
+                403: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                /** @description No Content-Length (M_MISSING_PARAM) */
+                411: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Larger than the bridge's or Synapse's limit (M_TOO_LARGE) */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description A type not allowed (NET.OPENMEET.TYPE_NOT_ALLOWED), or content that is not of its type (NET.OPENMEET.TYPE_MISMATCH) */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Refused by Synapse */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Upload"] | components["schemas"]["Error"];
+                    };
+                };
+                /** @description Synapse unavailable; nothing was stored, retry after Retry-After */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/media/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What may be uploaded */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The upload limits */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description The smaller of client_api.media.max_upload_bytes and Synapse's m.upload.size */
+                            max_upload_bytes: number;
+                            allowed_types: string[];
+                        };
+                    };
+                };
+                401: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/media/download/{server}/{mediaId}": {
+        parameters: {
+            query?: {
+                /** @description The room the file was seen in */
+                room?: string;
+                /** @description Signed URLs: expiry (Unix seconds) */
+                exp?: string;
+                /** @description Signed URLs: signature */
+                sig?: string;
+            };
+            header?: never;
+            path: {
+                server: string;
+                mediaId: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * A file, as URLs in the stream and history name it
+         * @description Authorised by the URL's signature (as handed out in the stream, history and upload answers; an <img> tag needs nothing else), or by the JWT with ?room= naming a room the user is joined to in which an event names the file. Range requests, ETag and If-None-Match; X-Content-Type-Options nosniff, a sandboxing Content-Security-Policy, Content-Disposition inline only for images, audio, video and plain text, attachment for everything else (never SVG or HTML inline).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description The room the file was seen in */
+                    room?: string;
+                    /** @description Signed URLs: expiry (Unix seconds) */
+                    exp?: string;
+                    /** @description Signed URLs: signature */
+                    sig?: string;
+                };
+                header?: never;
+                path: {
+                    server: string;
+                    mediaId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The file */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description The range asked for */
+                206: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description Not modified */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                /** @description Forged or expired signature, a closed room, or no room of the user's names the file */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                404: components["responses"]["Error"];
+                416: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_openmeet/client/v1/media/thumbnail/{server}/{mediaId}": {
+        parameters: {
+            query: {
+                room?: string;
+                exp?: string;
+                sig?: string;
+                width: number;
+                height: number;
+                method?: "scale" | "crop";
+            };
+            header?: never;
+            path: {
+                server: string;
+                mediaId: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * A thumbnail Synapse makes of an image, authorised and served as downloads are
+         * @description Authorised by the URL's signature (as handed out in the stream, history and upload answers; an <img> tag needs nothing else), or by the JWT with ?room= naming a room the user is joined to in which an event names the file. Range requests, ETag and If-None-Match; X-Content-Type-Options nosniff, a sandboxing Content-Security-Policy, Content-Disposition inline only for images, audio, video and plain text, attachment for everything else (never SVG or HTML inline).
+         */
+        get: {
+            parameters: {
+                query: {
+                    room?: string;
+                    exp?: string;
+                    sig?: string;
+                    width: number;
+                    height: number;
+                    method?: "scale" | "crop";
+                };
+                header?: never;
+                path: {
+                    server: string;
+                    mediaId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The file */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description The range asked for */
+                206: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "*/*": string;
+                    };
+                };
+                /** @description Not modified */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["Error"];
+                401: components["responses"]["Error"];
+                /** @description Forged or expired signature, a closed room, or no room of the user's names the file */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                404: components["responses"]["Error"];
+                416: components["responses"]["Error"];
+                502: components["responses"]["Error"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/_openmeet/client/v1/events/ticket": {
         parameters: {
             query?: never;
@@ -1278,6 +1607,29 @@ export interface components {
                 slug?: string;
             }[];
             event: Record<string, never>;
+            media?: components["schemas"]["MediaURLs"];
+        };
+        /** @description Browser-usable URLs of an event's files, signed for its room and valid for client_api.media.url_ttl at least (absolute with client_api.media.public_url, else relative to the bridge). */
+        MediaURLs: {
+            /** @description The file of an m.image, m.file, m.video or m.audio message */
+            url?: string;
+            /** @description The message's thumbnail, or one Synapse makes of an image */
+            thumbnail_url?: string;
+            /** @description The avatar an m.room.member event sets */
+            avatar_url?: string;
+            /** @description The sender's avatar in the room */
+            sender_avatar_url?: string;
+        };
+        /** @description A Send, plus the file's mxc URI and signed URLs */
+        Upload: {
+            txn_id: string;
+            /** @enum {string} */
+            state: "pending" | "sent" | "failed";
+            event_id?: string;
+            error?: string;
+            content_uri: string;
+            url: string;
+            thumbnail_url?: string;
         };
     };
     responses: {
@@ -1327,6 +1679,15 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Send"];
+            };
+        };
+        /** @description A file sent, and its message in the outbox */
+        Upload: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Upload"];
             };
         };
     };
