@@ -261,7 +261,7 @@ func (b *Bridge) router() http.Handler {
 	if b.Config.Metrics.Listen == "" {
 		b.registerOps(r)
 	}
-	return api.CanonicalPaths(r)
+	return stampReceived(api.CanonicalPaths(r))
 }
 
 // Stop stops accepting requests, lets running ones finish, stops the

@@ -92,6 +92,15 @@ func (b *Bridge) registerStreamMetrics() {
 		Name: "openmeet_sse_cut_off_total",
 		Help: "Event streams cut off because client_api.stream.buffer events waited for them (they resume and lose nothing).",
 	}, func() float64 { return float64(stats().CutOffSlow) }))
+	delivery := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "openmeet_stream_delivery_seconds",
+		Help:    "The bridge's share of a message's way to a browser: from Synapse's transaction request arriving until the event's frame was written to a stream's connection, per stream.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16), // 50 µs to about 1.6 s
+	})
+	b.metrics.MustRegister(delivery)
+	if b.Hub != nil {
+		b.Hub.ObserveDelivery(func(d time.Duration) { delivery.Observe(d.Seconds()) })
+	}
 }
 
 func boolGauge(ok bool) float64 {

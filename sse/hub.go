@@ -56,13 +56,14 @@ type Hub struct {
 	db     *database.Database
 	cfg    Config
 	log    zerolog.Logger
-	wake   chan struct{}
+	feed   *database.Feed
 	fmt    *formatter
 	limits *connectLimits
 	parker *parker
 	// started is closed once Run knows where the log ends.
 	started chan struct{}
 	hooks   hooks
+	observe func(time.Duration)
 	// Counted for Stats.
 	userStreamsRefused, cutOffSlow atomic.Uint64
 
@@ -79,8 +80,6 @@ type hooks struct {
 	// beforeRegister runs when a new stream has read where it starts and
 	// is about to register (attempt counts from 1; see subscribe).
 	beforeRegister func(attempt int)
-	// beforeCatchUp runs each time the hub is about to read the log.
-	beforeCatchUp func(ctx context.Context)
 	// afterSubscribe and beforePark run in a stream's handler when it is
 	// registered, and when it is about to park.
 	afterSubscribe, beforePark func(*subscriber)
@@ -88,26 +87,75 @@ type hooks struct {
 
 // NewHub builds a hub; Run starts it.
 func NewHub(db *database.Database, cfg Config, log zerolog.Logger) *Hub {
-	return &Hub{
+	h := &Hub{
 		db: db, cfg: cfg,
 		log:     log.With().Str("component", "sse").Logger(),
-		wake:    make(chan struct{}, 1),
 		fmt:     newFormatter(db),
 		limits:  newConnectLimits(cfg),
 		started: make(chan struct{}),
 		byRoom:  make(map[id.RoomID]map[*subscriber]struct{}),
 		byUser:  make(map[id.UserID]map[*subscriber]struct{}),
 	}
+	if db != nil {
+		h.feed = db.EventLog.NewFeed(handedQueue, readBatch)
+	}
+	return h
 }
+
+const (
+	// handedQueue is how many committed batches may wait for the hub
+	// before further ones are dropped and read back from the log.
+	handedQueue = 1024
+	// readBatch is how many events one read of the log returns.
+	readBatch = 500
+)
 
 // Started is closed once Run is following the log.
 func (h *Hub) Started() <-chan struct{} { return h.started }
 
-// Wake tells the hub that the log has grown.
-func (h *Hub) Wake() {
-	select {
-	case h.wake <- struct{}{}:
-	default:
+// Wake tells the hub that the log has grown (another replica wrote): it
+// reads the log.
+func (h *Hub) Wake() { h.feed.Wake() }
+
+// Logged hands the hub the events of one commit of this process, in
+// position order, right after the commit; they must not be changed
+// afterwards. It never blocks. The hub delivers them without reading them
+// back, unless they do not continue where it stands (then it reads the
+// log, which has them).
+func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
+	h.feed.Hand(events, received)
+}
+
+// ObserveDelivery sets fn to be told, for every frame of a logged event
+// handed in process (see Logged), how long after its push arrived the
+// frame was written to a stream's connection. Set it before Run.
+func (h *Hub) ObserveDelivery(fn func(time.Duration)) { h.observe = fn }
+
+// outFrame is one frame on its way to a stream, with the time (Unix
+// nanoseconds) the push that brought its event arrived; 0 when unknown or
+// not a logged event (heartbeats, typing, …).
+type outFrame struct {
+	b        []byte
+	received int64
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// delivered tells the observer about frames that were written now.
+func (h *Hub) delivered(received ...int64) {
+	if h.observe == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, at := range received {
+		if at != 0 {
+			h.observe(time.Duration(now - at))
+		}
 	}
 }
 
@@ -142,40 +190,26 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	close(h.started)
 	for {
-		if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
-			h.log.Err(err).Msg("Failed to read event log")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-h.wake:
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (h *Hub) catchUp(ctx context.Context) error {
-	const batch = 500
-	if h.hooks.beforeCatchUp != nil {
-		h.hooks.beforeCatchUp(ctx)
-	}
-	for {
 		h.mu.Lock()
 		from := h.position
 		h.mu.Unlock()
-		events, err := h.db.EventLog.After(ctx, from, batch)
-		if err != nil {
-			return err
+		batch, err := h.feed.Next(ctx, from, time.Second)
+		if ctx.Err() != nil {
+			return nil
 		}
-		for _, evt := range events {
+		if err != nil {
+			h.log.Err(err).Msg("Failed to read event log")
+			continue
+		}
+		for _, evt := range batch.Events {
 			frame, p, err := h.fmt.frame(ctx, evt)
 			if err != nil {
-				return err
+				// Not delivered: the position stays, the log is read
+				// again at the next wake or poll.
+				h.log.Err(err).Msg("Failed to format event")
+				break
 			}
-			h.deliver(evt, frame, p.Portal)
-		}
-		if len(events) < batch {
-			return nil
+			h.deliver(evt, outFrame{b: frame, received: nanos(batch.Received(evt.Position))}, p.Portal)
 		}
 	}
 }
@@ -187,7 +221,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 // Other people's membership never cuts a stream off: a stream that is
 // behind gets it coalesced (offerOthersMembership). A subscriber skips what
 // its start already covers (from).
-func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte, portal *PortalInfo) {
+func (h *Hub) deliver(evt *database.LoggedEvent, frame outFrame, portal *PortalInfo) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	isMember := evt.Type == event.StateMember.Type && evt.StateKey != nil
@@ -231,7 +265,7 @@ func (h *Hub) Ephemeral(roomID id.RoomID, frame []byte) {
 	defer h.mu.Unlock()
 	var batch readyBatch
 	for sub := range h.byRoom[roomID] {
-		if !sub.offer(frame, &batch) {
+		if !sub.offer(outFrame{b: frame}, &batch) {
 			h.dropLocked(sub, dropTooSlow)
 		}
 	}
