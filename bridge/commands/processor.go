@@ -182,6 +182,7 @@ func (p *Processor) Run(ctx context.Context) {
 	}
 	p.leading.Store(true)
 	defer p.leading.Store(false)
+	p.feed.Wake() // what was logged since the cursor, at once
 	// The cursor is stored right after every event the bot acted on (a
 	// command answered, an invite taken or declined), so a crash runs
 	// none of them twice, unless it comes between the act and the store,
