@@ -45,6 +45,9 @@ type handedBatch struct {
 // pushes that brought them arrived, where known.
 type Batch struct {
 	Events []*LoggedEvent
+	// FromLog is set when the events were read from the log: all that
+	// was logged after the position asked for, up to the limit.
+	FromLog bool
 	// received: the events at positions first to last arrived at at.
 	received []receivedMark
 }
@@ -166,5 +169,5 @@ func (f *Feed) read(ctx context.Context, after int64, marks []receivedMark) (Bat
 	if err == nil && len(events) == f.limit {
 		f.Wake() // there may be more
 	}
-	return Batch{Events: events, received: marks}, err
+	return Batch{Events: events, FromLog: true, received: marks}, err
 }

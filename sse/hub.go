@@ -64,6 +64,11 @@ type Hub struct {
 	started chan struct{}
 	hooks   hooks
 	observe func(time.Duration)
+	// delivering is held by whoever hands out events: Run's loop, or
+	// Logged delivering a batch itself. running (guarded by it) is true
+	// while Run follows the log.
+	delivering sync.Mutex
+	running    bool
 	// Counted for Stats.
 	userStreamsRefused, cutOffSlow atomic.Uint64
 
@@ -119,11 +124,54 @@ func (h *Hub) Wake() { h.feed.Wake() }
 
 // Logged hands the hub the events of one commit of this process, in
 // position order, right after the commit; they must not be changed
-// afterwards. It never blocks. The hub delivers them without reading them
-// back, unless they do not continue where it stands (then it reads the
-// log, which has them).
+// afterwards. The hub delivers them without reading them back, unless they
+// do not continue where it stands (then it reads the log, which has them).
+//
+// When they continue where the hub stands and nothing else is being
+// delivered, they are delivered here, in the caller's goroutine, and the
+// frames for up to inlineWrites parked connections are written here too:
+// a message for a few people then reaches their sockets without waking
+// another goroutine. Otherwise they are queued for the hub's own loop;
+// Logged never waits for it.
 func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
+	if len(events) == 0 {
+		return
+	}
+	if h.delivering.TryLock() {
+		if h.running {
+			h.mu.Lock()
+			next := h.position + 1
+			h.mu.Unlock()
+			if events[0].Position == next {
+				var ready readyBatch
+				err := h.deliverBatch(context.Background(), events, func(int64) int64 { return nanos(received) }, &ready)
+				h.delivering.Unlock()
+				ready.finish()
+				if err != nil {
+					// The rest is in the log.
+					h.log.Err(err).Msg("Failed to format event")
+					h.feed.Wake()
+				}
+				return
+			}
+		}
+		h.delivering.Unlock()
+	}
 	h.feed.Hand(events, received)
+}
+
+// deliverBatch formats and delivers events that continue the hub's
+// position, stopping at the first that cannot be formatted (it stays
+// undelivered, as do those after it). The caller holds delivering.
+func (h *Hub) deliverBatch(ctx context.Context, events []*database.LoggedEvent, received func(pos int64) int64, ready *readyBatch) error {
+	for _, evt := range events {
+		frame, p, err := h.fmt.frame(ctx, evt)
+		if err != nil {
+			return err
+		}
+		h.deliver(evt, outFrame{b: frame, received: received(evt.Position)}, p.Portal, ready)
+	}
+	return nil
 }
 
 // ObserveDelivery sets fn to be told, for every frame of a logged event
@@ -188,6 +236,14 @@ func (h *Hub) Run(ctx context.Context) error {
 			go h.heartbeats(ctx, p)
 		}
 	}
+	h.delivering.Lock()
+	h.running = true
+	h.delivering.Unlock()
+	defer func() {
+		h.delivering.Lock()
+		h.running = false
+		h.delivering.Unlock()
+	}()
 	close(h.started)
 	for {
 		h.mu.Lock()
@@ -201,15 +257,33 @@ func (h *Hub) Run(ctx context.Context) error {
 			h.log.Err(err).Msg("Failed to read event log")
 			continue
 		}
-		for _, evt := range batch.Events {
-			frame, p, err := h.fmt.frame(ctx, evt)
-			if err != nil {
-				// Not delivered: the position stays, the log is read
-				// again at the next wake or poll.
-				h.log.Err(err).Msg("Failed to format event")
-				break
+		h.delivering.Lock()
+		// Logged may have delivered batches of its own meanwhile. What
+		// was read from the log holds all that followed from, so what
+		// of it follows the new position continues it; a handed batch
+		// cannot be one Logged delivered, but is read again to be sure.
+		h.mu.Lock()
+		at := h.position
+		h.mu.Unlock()
+		events := batch.Events
+		if at != from {
+			if !batch.FromLog {
+				h.delivering.Unlock()
+				h.feed.Wake()
+				continue
 			}
-			h.deliver(evt, outFrame{b: frame, received: nanos(batch.Received(evt.Position))}, p.Portal)
+			for len(events) > 0 && events[0].Position <= at {
+				events = events[1:]
+			}
+		}
+		var ready readyBatch
+		err = h.deliverBatch(ctx, events, func(pos int64) int64 { return nanos(batch.Received(pos)) }, &ready)
+		h.delivering.Unlock()
+		ready.finish()
+		if err != nil {
+			// Not delivered: the position stays, the log is read again
+			// at the next wake or poll.
+			h.log.Err(err).Msg("Failed to format event")
 		}
 	}
 }
@@ -221,7 +295,7 @@ func (h *Hub) Run(ctx context.Context) error {
 // Other people's membership never cuts a stream off: a stream that is
 // behind gets it coalesced (offerOthersMembership). A subscriber skips what
 // its start already covers (from).
-func (h *Hub) deliver(evt *database.LoggedEvent, frame outFrame, portal *PortalInfo) {
+func (h *Hub) deliver(evt *database.LoggedEvent, frame outFrame, portal *PortalInfo, batch *readyBatch) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	isMember := evt.Type == event.StateMember.Type && evt.StateKey != nil
@@ -237,17 +311,15 @@ func (h *Hub) deliver(evt *database.LoggedEvent, frame outFrame, portal *PortalI
 			}
 		}
 	}
-	var batch readyBatch
 	for sub := range h.byRoom[evt.RoomID] {
 		switch {
 		case sub.from >= evt.Position:
 		case isMember && sub.user != target:
-			sub.offerOthersMembership(frame, memberNote{room: evt.RoomID, portal: portal, pos: evt.Position}, &batch)
-		case !sub.offer(frame, &batch):
+			sub.offerOthersMembership(frame, memberNote{room: evt.RoomID, portal: portal, pos: evt.Position}, batch)
+		case !sub.offer(frame, batch):
 			h.dropLocked(sub, dropTooSlow)
 		}
 	}
-	batch.flush()
 	if isMember && membership != event.MembershipJoin {
 		for sub := range h.byUser[target] {
 			if sub.from < evt.Position {

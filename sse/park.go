@@ -121,6 +121,26 @@ func (b *readyBatch) flush() {
 	}
 }
 
+// inlineWrites is how many connections a delivery writes to itself rather
+// than through the writers: a message for a few people leaves without
+// waking another goroutine, a broadcast is spread over the writers.
+const inlineWrites = 4
+
+// finish writes to the connections collected, itself when they are few,
+// else through the writers. Call it without the hub's lock: the
+// connections are the batch's until written (they are busy), nobody else
+// writes to them meanwhile, and frames queued meanwhile follow in order.
+func (b *readyBatch) finish() {
+	if len(b.conns) > inlineWrites {
+		b.flush()
+		return
+	}
+	for _, pc := range b.conns {
+		pc.write()
+	}
+	b.conns = nil
+}
+
 func newParker(h *Hub, writers int) (*parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {

@@ -145,6 +145,10 @@ func bridgePhase(sc scenario, dir string) (phase, error) {
 	if err != nil {
 		return phase{}, err
 	}
+	txnBefore, err := histogram.Scrape(metricsURL, txnMetric)
+	if err != nil {
+		return phase{}, err
+	}
 	p, err := measure(sc, b.Addr().String(), base, token, tokenFile, b.Hub.Connections, cpuProfile)
 	if err != nil {
 		return p, err
@@ -153,11 +157,20 @@ func bridgePhase(sc scenario, dir string) (phase, error) {
 	if err != nil {
 		return phase{}, err
 	}
-	p.share = after.Sub(before).String()
+	txnAfter, err := histogram.Scrape(metricsURL, txnMetric)
+	if err != nil {
+		return phase{}, err
+	}
+	txns := txnAfter.Sub(txnBefore)
+	p.share = fmt.Sprintf("%s; of which storing and answering the %.0f transactions (%s): p50 %v, p99 %v", after.Sub(before), txns.Count(), txnMetric,
+		txns.Quantile(0.5).Round(time.Microsecond), txns.Quantile(0.99).Round(time.Microsecond))
 	return p, nil
 }
 
-const deliveryMetric = "openmeet_stream_delivery_seconds"
+const (
+	deliveryMetric = "openmeet_stream_delivery_seconds"
+	txnMetric      = "openmeet_appservice_transaction_seconds"
+)
 
 // makeGhostsAndPortals writes, before the bridge starts, a ghost per user
 // and a portal per room, both already in sync with the homeserver (so the
