@@ -2,9 +2,9 @@ package sse
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"strconv"
 	"strings"
-	"net/http/httptest"
 	"testing"
 	"time"
 
