@@ -101,41 +101,47 @@ func (f *Feed) Wake() {
 func (f *Feed) Next(ctx context.Context, after int64, poll time.Duration) (Batch, error) {
 	var timeout <-chan time.Time
 	for {
+		var handed handedBatch
 		// A pending wake wins over handed batches: the read covers them.
 		select {
 		case <-f.wake:
 			return f.read(ctx, after, f.takeHanded(nil))
 		default:
-		}
-		if timeout == nil {
-			timer := time.NewTimer(poll)
-			defer timer.Stop()
-			timeout = timer.C
-		}
-		select {
-		case <-ctx.Done():
-			return Batch{}, ctx.Err()
-		case <-f.wake:
-			return f.read(ctx, after, f.takeHanded(nil))
-		case <-timeout:
-			return f.read(ctx, after, f.takeHanded(nil))
-		case handed := <-f.handed:
-			batch := handed.events
-			i := 0
-			for i < len(batch) && batch[i].Position <= after {
-				i++ // already read from the log
+			select {
+			case handed = <-f.handed:
+			default:
+				// Nothing waiting: wait.
+				if timeout == nil {
+					timer := time.NewTimer(poll)
+					defer timer.Stop()
+					timeout = timer.C
+				}
+				select {
+				case <-ctx.Done():
+					return Batch{}, ctx.Err()
+				case <-f.wake:
+					return f.read(ctx, after, f.takeHanded(nil))
+				case <-timeout:
+					return f.read(ctx, after, f.takeHanded(nil))
+				case handed = <-f.handed:
+				}
 			}
-			if batch = batch[i:]; len(batch) == 0 {
-				continue
-			}
-			mark := []receivedMark{{batch[0].Position, batch[len(batch)-1].Position, handed.received}}
-			if batch[0].Position == after+1 {
-				return Batch{Events: batch, received: mark}, nil
-			}
-			// Something came between: another writer, or a batch that
-			// was dropped. The log has it all, in order.
-			return f.read(ctx, after, f.takeHanded(mark))
 		}
+		batch := handed.events
+		i := 0
+		for i < len(batch) && batch[i].Position <= after {
+			i++ // already read from the log
+		}
+		if batch = batch[i:]; len(batch) == 0 {
+			continue
+		}
+		mark := []receivedMark{{batch[0].Position, batch[len(batch)-1].Position, handed.received}}
+		if batch[0].Position == after+1 {
+			return Batch{Events: batch, received: mark}, nil
+		}
+		// Something came between: another writer, or a batch that was
+		// dropped. The log has it all, in order.
+		return f.read(ctx, after, f.takeHanded(mark))
 	}
 }
 

@@ -102,6 +102,10 @@ const (
 	// cursorSaveInterval is how often the cursor is stored when it moved
 	// only past events the bot did not act on (see Run).
 	cursorSaveInterval = 10 * time.Second
+	// gatherDelay is how long the bot lets committed batches gather
+	// before it takes them: it wakes at most this often while messages
+	// flow, instead of once per transaction.
+	gatherDelay = 20 * time.Millisecond
 )
 
 // New builds the processor; Run starts it.
@@ -208,6 +212,13 @@ func (p *Processor) Run(ctx context.Context) {
 		}
 	}()
 	for {
+		// The bot needs no haste: letting batches gather for a moment
+		// spares waking up for every transaction.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(gatherDelay):
+		}
 		batch, err := p.feed.Next(ctx, cursor, 5*time.Second)
 		if ctx.Err() != nil {
 			return
