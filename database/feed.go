@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,8 @@ type Feed struct {
 	limit  int
 	handed chan handedBatch
 	wake   chan struct{}
+	// handedUpTo is the highest position handed so far.
+	handedUpTo atomic.Int64
 	// BeforeRead, when set, runs each time the feed is about to read the
 	// log (tests stop a reader there).
 	BeforeRead func(ctx context.Context)
@@ -79,9 +82,29 @@ func (f *Feed) Hand(events []*LoggedEvent, received time.Time) {
 	if len(events) == 0 {
 		return
 	}
+	last := events[len(events)-1].Position
+	for {
+		seen := f.handedUpTo.Load()
+		if last <= seen || f.handedUpTo.CompareAndSwap(seen, last) {
+			break
+		}
+	}
 	select {
 	case f.handed <- handedBatch{events, received}:
 	default:
+		f.Wake()
+	}
+}
+
+// Announced tells the feed that the log has rows up to position upTo (a
+// notification from the database, perhaps of this process's own commit);
+// at is where the reader stands. The reader reads the log unless it is
+// that far already or was handed a batch that far: then anything it does
+// not have yet lies before a handed batch, which will not continue where
+// the reader stands and so makes it read the log. upTo 0 means unknown:
+// the reader reads the log.
+func (f *Feed) Announced(upTo, at int64) {
+	if upTo <= 0 || upTo > max(at, f.handedUpTo.Load()) {
 		f.Wake()
 	}
 }

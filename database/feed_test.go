@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/internal/harness"
 )
 
 // TestFeed: a batch handed in position order is returned as it is, without
@@ -125,4 +128,83 @@ func TestFeed(t *testing.T) {
 			t.Fatal("Next returned without an error after its context ended")
 		}
 	})
+}
+
+// TestFeedAnnounced: a notification up to a position the reader has, or
+// was handed, reads nothing; one beyond, or without a position, reads the
+// log. On PostgreSQL the notification of a commit carries its last
+// position.
+func TestFeedAnnounced(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		feed := db.EventLog.NewFeed(8, 100)
+		reads := 0
+		feed.BeforeRead = func(context.Context) { reads++ }
+		w, err := appendTxn(ctx, db, "a1", []*database.LoggedEvent{msg("$a1", "!r"), msg("$a2", "!r")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := w[0].Position - 1
+		feed.Hand(w, time.Time{})
+		last := w[1].Position
+		feed.Announced(last, at) // handed that far: no read
+		b, err := feed.Next(ctx, at, time.Hour)
+		if err != nil || len(b.Events) != 2 || b.FromLog || reads != 0 {
+			t.Fatalf("got %d events (from the log: %v), %d reads, %v", len(b.Events), b.FromLog, reads, err)
+		}
+		at = last
+		feed.Announced(last, at) // there already: no read
+		feed.Announced(last+1, at)
+		if b, err = feed.Next(ctx, at, time.Hour); err != nil || !b.FromLog || reads != 1 {
+			t.Fatalf("an announcement beyond: from the log %v, %d reads, %v", b.FromLog, reads, err)
+		}
+		feed.Announced(0, at)
+		if b, err = feed.Next(ctx, at, time.Hour); err != nil || !b.FromLog || reads != 2 {
+			t.Fatalf("an announcement without a position: from the log %v, %d reads, %v", b.FromLog, reads, err)
+		}
+	})
+}
+
+// TestNotificationCarriesPosition: on PostgreSQL a replica listening is
+// told the last position of each commit.
+func TestNotificationCarriesPosition(t *testing.T) {
+	uri := harness.PostgresURI(t)
+	db := openDB(t, database.Config{Type: "postgres", URI: uri})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	announced := make(chan int64, 1000)
+	go db.ListenPositions(ctx, uri, zerolog.Nop(), func(upTo int64) { announced <- upTo })
+	// Until the listener is connected, commits go unannounced.
+	for i := 0; ; i++ {
+		if _, err := appendTxn(ctx, db, fmt.Sprintf("warm%d", i), []*database.LoggedEvent{msg(fmt.Sprintf("$w%d", i), "!r")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-announced:
+		case <-time.After(100 * time.Millisecond):
+			if i == 100 {
+				t.Fatal("no notification")
+			}
+			continue
+		}
+		break
+	}
+	w, err := appendTxn(ctx, db, "last", []*database.LoggedEvent{msg("$l1", "!r"), msg("$l2", "!r")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case upTo := <-announced:
+			if upTo <= 0 || upTo > w[1].Position {
+				t.Fatalf("announced %d, the log ends at %d", upTo, w[1].Position)
+			}
+			if upTo == w[1].Position {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the commit was not announced with its position")
+		}
+	}
 }

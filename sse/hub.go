@@ -122,6 +122,17 @@ func (h *Hub) Started() <-chan struct{} { return h.started }
 // reads the log.
 func (h *Hub) Wake() { h.feed.Wake() }
 
+// Announced tells the hub that the log has rows up to position upTo (a
+// replica's notification, perhaps of this one's own commit): it reads the
+// log unless it has that far already (see database.Feed.Announced). 0
+// means unknown: it reads the log.
+func (h *Hub) Announced(upTo int64) {
+	h.mu.Lock()
+	at := h.position
+	h.mu.Unlock()
+	h.feed.Announced(upTo, at)
+}
+
 // Logged hands the hub the events of one commit of this process, in
 // position order, right after the commit; they must not be changed
 // afterwards. The hub delivers them without reading them back, unless they
@@ -170,6 +181,9 @@ func (h *Hub) deliverBatch(ctx context.Context, events []*database.LoggedEvent, 
 			return err
 		}
 		h.deliver(evt, outFrame{b: frame, received: received(evt.Position)}, p.Portal, ready)
+		// Each event's streams are written to before the next event is
+		// formatted, as soon as the event is handed out.
+		ready.finish()
 	}
 	return nil
 }

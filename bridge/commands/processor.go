@@ -87,6 +87,8 @@ type Processor struct {
 	// leading is set while Run holds the command lock; only then are
 	// committed events handed to it.
 	leading atomic.Bool
+	// at is the position Run has read up to (for Announced).
+	at atomic.Int64
 	// management is the set of management rooms, loaded when Run starts
 	// and kept by Run's goroutine alone: only the bot (the leader's Run)
 	// adds or removes them.
@@ -124,6 +126,15 @@ func New(cfg Config, db *database.Database, hs *appservice.Homeserver, portals *
 // Wake tells the processor that new events are in the log (another
 // replica wrote them): it reads the log.
 func (p *Processor) Wake() { p.feed.Wake() }
+
+// Announced tells the processor that the log has rows up to position upTo
+// (see Hub.Announced): it reads the log unless it is that far already or
+// does not run commands (another replica leads). 0 means unknown.
+func (p *Processor) Announced(upTo int64) {
+	if upTo <= 0 || p.leading.Load() {
+		p.feed.Announced(upTo, p.at.Load())
+	}
+}
 
 // Logged hands the processor the events of one commit of this process, in
 // position order, right after the commit; they must not be changed
@@ -184,6 +195,7 @@ func (p *Processor) Run(ctx context.Context) {
 			err = p.loadManagementRooms(ctx)
 		}
 	}
+	p.at.Store(cursor)
 	p.leading.Store(true)
 	defer p.leading.Store(false)
 	p.feed.Wake() // what was logged since the cursor, at once
@@ -234,6 +246,7 @@ func (p *Processor) Run(ctx context.Context) {
 				save(ctx)
 			}
 		}
+		p.at.Store(cursor)
 		if cursor != saved && time.Since(savedAt) >= cursorSaveInterval {
 			save(ctx)
 		}
