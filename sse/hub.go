@@ -138,12 +138,13 @@ func (h *Hub) Announced(upTo int64) {
 // afterwards. The hub delivers them without reading them back, unless they
 // do not continue where it stands (then it reads the log, which has them).
 //
-// When they continue where the hub stands and nothing else is being
-// delivered, they are delivered here, in the caller's goroutine, and the
-// frames for up to inlineWrites parked connections are written here too:
-// a message for a few people then reaches their sockets without waking
-// another goroutine. Otherwise they are queued for the hub's own loop;
-// Logged never waits for it.
+// When they continue where the hub stands, go to few streams
+// (inlineDeliveries) and nothing else is being delivered, they are
+// delivered here, in the caller's goroutine, and the frames for up to
+// inlineWrites parked connections are written here too: a message for a
+// few people then reaches their sockets without waking another goroutine.
+// Otherwise they are queued for the hub's own loop; Logged never waits for
+// it.
 func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
 	if len(events) == 0 {
 		return
@@ -151,9 +152,9 @@ func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
 	if h.delivering.TryLock() {
 		if h.running {
 			h.mu.Lock()
-			next := h.position + 1
+			inline := events[0].Position == h.position+1 && h.smallLocked(events)
 			h.mu.Unlock()
-			if events[0].Position == next {
+			if inline {
 				var ready readyBatch
 				err := h.deliverBatch(context.Background(), events, func(int64) int64 { return nanos(received) }, &ready)
 				h.delivering.Unlock()
@@ -169,6 +170,24 @@ func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
 		h.delivering.Unlock()
 	}
 	h.feed.Hand(events, received)
+}
+
+// inlineDeliveries bounds the deliveries (events × their rooms' streams)
+// of a batch that Logged hands out itself. Beyond, the pusher answers
+// Synapse while the hub's loop delivers, so that storing the next
+// transaction and delivering this one overlap (a broadcast, a mass join).
+const inlineDeliveries = 16
+
+// smallLocked reports whether events go to at most inlineDeliveries
+// streams in all.
+func (h *Hub) smallLocked(events []*database.LoggedEvent) bool {
+	n := 0
+	for _, evt := range events {
+		if n += len(h.byRoom[evt.RoomID]) + 1; n > inlineDeliveries {
+			return false
+		}
+	}
+	return true
 }
 
 // deliverBatch formats and delivers events that continue the hub's
