@@ -156,7 +156,7 @@ func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
 			h.mu.Unlock()
 			if inline {
 				var ready readyBatch
-				err := h.deliverBatch(context.Background(), events, func(int64) int64 { return nanos(received) }, &ready)
+				err := h.deliverBatch(context.Background(), events, func(int64) int64 { return nanos(received) }, &ready, true)
 				h.delivering.Unlock()
 				ready.finish()
 				if err != nil {
@@ -193,16 +193,23 @@ func (h *Hub) smallLocked(events []*database.LoggedEvent) bool {
 // deliverBatch formats and delivers events that continue the hub's
 // position, stopping at the first that cannot be formatted (it stays
 // undelivered, as do those after it). The caller holds delivering.
-func (h *Hub) deliverBatch(ctx context.Context, events []*database.LoggedEvent, received func(pos int64) int64, ready *readyBatch) error {
+func (h *Hub) deliverBatch(ctx context.Context, events []*database.LoggedEvent, received func(pos int64) int64, ready *readyBatch, inline bool) error {
 	for _, evt := range events {
 		frame, p, err := h.fmt.frame(ctx, evt)
 		if err != nil {
 			return err
 		}
 		h.deliver(evt, outFrame{b: frame, received: received(evt.Position)}, p.Portal, ready)
-		// Each event's streams are written to before the next event is
-		// formatted, as soon as the event is handed out.
-		ready.finish()
+		// Each event's streams get their writers before the next event
+		// is formatted; in a small batch that Logged delivers, the
+		// deliverer writes to the few itself. The hub's loop never does:
+		// under a backlog it would spend on sends the time it needs to
+		// hand out the rest.
+		if inline {
+			ready.finish()
+		} else {
+			ready.flush()
+		}
 	}
 	return nil
 }
@@ -310,9 +317,8 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}
 		var ready readyBatch
-		err = h.deliverBatch(ctx, events, func(pos int64) int64 { return nanos(batch.Received(pos)) }, &ready)
+		err = h.deliverBatch(ctx, events, func(pos int64) int64 { return nanos(batch.Received(pos)) }, &ready, false)
 		h.delivering.Unlock()
-		ready.finish()
 		if err != nil {
 			// Not delivered: the position stays, the log is read again
 			// at the next wake or poll.
