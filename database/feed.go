@@ -122,13 +122,20 @@ func (f *Feed) Wake() {
 // after it. It waits for something new up to poll, and then reads the log
 // anyway. It returns nothing (and ctx's error) once ctx ends.
 func (f *Feed) Next(ctx context.Context, after int64, poll time.Duration) (Batch, error) {
+	return f.NextAfter(ctx, func() int64 { return after }, poll)
+}
+
+// NextAfter is Next for a reader whose position may move while it waits
+// (the hub, which also delivers batches itself): after is asked where it
+// stands whenever that matters.
+func (f *Feed) NextAfter(ctx context.Context, position func() int64, poll time.Duration) (Batch, error) {
 	var timeout <-chan time.Time
 	for {
 		var handed handedBatch
 		// A pending wake wins over handed batches: the read covers them.
 		select {
 		case <-f.wake:
-			return f.read(ctx, after, f.takeHanded(nil))
+			return f.read(ctx, position(), f.takeHanded(nil))
 		default:
 			select {
 			case handed = <-f.handed:
@@ -143,14 +150,15 @@ func (f *Feed) Next(ctx context.Context, after int64, poll time.Duration) (Batch
 				case <-ctx.Done():
 					return Batch{}, ctx.Err()
 				case <-f.wake:
-					return f.read(ctx, after, f.takeHanded(nil))
+					return f.read(ctx, position(), f.takeHanded(nil))
 				case <-timeout:
-					return f.read(ctx, after, f.takeHanded(nil))
+					return f.read(ctx, position(), f.takeHanded(nil))
 				case handed = <-f.handed:
 				}
 			}
 		}
 		batch := handed.events
+		after := position()
 		i := 0
 		for i < len(batch) && batch[i].Position <= after {
 			i++ // already read from the log

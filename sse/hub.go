@@ -247,6 +247,14 @@ func (h *Hub) delivered(received ...int64) {
 	}
 }
 
+// currentPosition is the position up to which the hub has handed out
+// events.
+func (h *Hub) currentPosition() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.position
+}
+
 // Connections is the number of open streams.
 func (h *Hub) Connections() int {
 	h.mu.Lock()
@@ -286,10 +294,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}()
 	close(h.started)
 	for {
-		h.mu.Lock()
-		from := h.position
-		h.mu.Unlock()
-		batch, err := h.feed.Next(ctx, from, time.Second)
+		batch, err := h.feed.NextAfter(ctx, h.currentPosition, time.Second)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -299,22 +304,18 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 		h.delivering.Lock()
 		// Logged may have delivered batches of its own meanwhile. What
-		// was read from the log holds all that followed from, so what
-		// of it follows the new position continues it; a handed batch
-		// cannot be one Logged delivered, but is read again to be sure.
-		h.mu.Lock()
-		at := h.position
-		h.mu.Unlock()
+		// was read from the log holds all that followed the position it
+		// was read after, so what of it follows the position now
+		// continues it; a handed batch must start right after it.
+		at := h.currentPosition()
 		events := batch.Events
-		if at != from {
-			if !batch.FromLog {
-				h.delivering.Unlock()
-				h.feed.Wake()
-				continue
-			}
-			for len(events) > 0 && events[0].Position <= at {
-				events = events[1:]
-			}
+		for len(events) > 0 && events[0].Position <= at {
+			events = events[1:]
+		}
+		if len(events) > 0 && !batch.FromLog && events[0].Position != at+1 {
+			h.delivering.Unlock()
+			h.feed.Wake()
+			continue
 		}
 		var ready readyBatch
 		err = h.deliverBatch(ctx, events, func(pos int64) int64 { return nanos(batch.Received(pos)) }, &ready, false)
