@@ -243,3 +243,35 @@ func TestBotRefusesNonAdmins(t *testing.T) {
 		return m == event.MembershipLeave
 	})
 }
+
+// TestBotAfterRestart: the bot keeps its management rooms in memory, loaded
+// from the database when it starts, so a direct chat opened before a
+// restart still takes commands without the prefix after it; and the cursor
+// it stores when it stops (and after every command) means nothing it
+// answered before is answered again.
+func TestBotAfterRestart(t *testing.T) {
+	hs := harness.SharedSynapse(t)
+	alice := hs.NewUser(t, "alice")
+	cfg := testConfig(t, t.TempDir(), hs.URL, hs.ServerName, hs.AS)
+	cfg.Permissions = map[string]string{alice.UserID: "admin"}
+	b := startBridge(t, cfg)
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	bot := fmt.Sprintf("@%s:%s", hs.AS.BotLocalpart, hs.ServerName)
+	dm := openDM(t, alice, bot)
+	dm.run("version", "openmeet-bridge")
+	stopBridge(t, b)
+
+	b = startBridge(t, cfg)
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	dm.run("ping", "Synapse")
+	var replies []string
+	for _, evt := range dm.messages() {
+		if evt.Sender == bot && evt.Type == "m.room.message" {
+			body, _ := evt.Content["body"].(string)
+			replies = append(replies, body)
+		}
+	}
+	if len(replies) != 3 { // the greeting, version, ping
+		t.Fatalf("the bot sent %d messages, want 3 (greeting, version, ping): %q", len(replies), replies)
+	}
+}

@@ -148,10 +148,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.DB.Listen(runCtx, b.Config.Database.URI, b.Log, func() {
-				b.Commands.Wake()
+			b.DB.ListenPositions(runCtx, b.Config.Database.URI, b.Log, func(upTo int64) {
+				b.Commands.Announced(upTo)
 				if b.Hub != nil {
-					b.Hub.Wake()
+					b.Hub.Announced(upTo)
 				}
 			})
 		}()
@@ -267,7 +267,7 @@ func (b *Bridge) router() http.Handler {
 	if b.Config.Metrics.Listen == "" {
 		b.registerOps(r)
 	}
-	return api.CanonicalPaths(r)
+	return stampReceived(api.CanonicalPaths(r))
 }
 
 // Stop stops accepting requests, lets running ones finish, stops the

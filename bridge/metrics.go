@@ -92,6 +92,16 @@ func (b *Bridge) registerStreamMetrics() {
 		Name: "openmeet_sse_cut_off_total",
 		Help: "Event streams cut off because client_api.stream.buffer events waited for them (they resume and lose nothing).",
 	}, func() float64 { return float64(stats().CutOffSlow) }))
+	delivery := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "openmeet_stream_delivery_seconds",
+		Help: "The bridge's share of a message's way to a browser: from Synapse's transaction request arriving until the event's frame was written to a stream's connection, per stream.",
+		// 2 ms is a bound: the share of deliveries within it is exact.
+		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+	})
+	b.metrics.MustRegister(delivery)
+	if b.Hub != nil {
+		b.Hub.ObserveDelivery(func(d time.Duration) { delivery.Observe(d.Seconds()) })
+	}
 }
 
 func boolGauge(ok bool) float64 {

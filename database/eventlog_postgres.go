@@ -14,8 +14,11 @@ import (
 // row lock orders the writers' commits as on SQLite), the events (skipping
 // ids already logged), the member rows from the member events written (the
 // newest per user and room), and the NOTIFY that wakes the other replicas
-// (PostgreSQL delivers it at commit, when the rows are visible). The events come as arrays, so the text of the statement is
-// the same whatever their number and pgx keeps it prepared.
+// (PostgreSQL delivers it at commit, when the rows are visible), carrying
+// the last position reserved: writers commit in position order, so the log
+// then has every row up to it (see ListenPositions). The events come as
+// arrays, so the text of the statement is the same whatever their number
+// and pgx keeps it prepared.
 //
 // Each row of the answer is a kind and a value: 0 and the position of an
 // event written, 1 and the position before the first reserved, 2 when the
@@ -53,7 +56,8 @@ const appendTxnPostgres = `
 				event_id = excluded.event_id, stream_pos = excluded.stream_pos
 			WHERE excluded.stream_pos > room_member.stream_pos
 	), notified AS (
-		SELECT pg_notify('` + NotifyChannel + `', '') FROM (SELECT FROM logged LIMIT 1) AS any_logged
+		SELECT pg_notify('` + NotifyChannel + `', (SELECT base + $3::integer FROM reserved)::text)
+		FROM (SELECT FROM logged LIMIT 1) AS any_logged
 	)
 	SELECT 0, stream_pos FROM logged
 	UNION ALL SELECT 1, base FROM reserved

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,14 @@ func (db *Database) IsPostgres() bool { return db.Dialect == dbutil.Postgres }
 // event log rows, until ctx ends. It reconnects after errors. On SQLite it
 // returns at once: there is only one process.
 func (db *Database) Listen(ctx context.Context, uri string, log zerolog.Logger, fn func()) {
+	db.ListenPositions(ctx, uri, log, func(int64) { fn() })
+}
+
+// ListenPositions is Listen telling fn the position each announcement
+// goes up to: the log has rows up to it. 0 means unknown (an announcement
+// without a position, or a reconnection after which anything may have
+// been missed): fn must then read the log.
+func (db *Database) ListenPositions(ctx context.Context, uri string, log zerolog.Logger, fn func(upTo int64)) {
 	if !db.IsPostgres() {
 		return
 	}
@@ -40,11 +49,11 @@ func (db *Database) Listen(ctx context.Context, uri string, log zerolog.Logger, 
 		}
 		backoff = min(backoff*2, time.Minute)
 		// Anything announced while disconnected must not be missed.
-		fn()
+		fn(0)
 	}
 }
 
-func (db *Database) listenOnce(ctx context.Context, uri string, fn func()) error {
+func (db *Database) listenOnce(ctx context.Context, uri string, fn func(int64)) error {
 	conn, err := pgx.Connect(ctx, uri)
 	if err != nil {
 		return fmt.Errorf("failed to connect: %w", err)
@@ -54,10 +63,15 @@ func (db *Database) listenOnce(ctx context.Context, uri string, fn func()) error
 		return fmt.Errorf("failed to listen: %w", err)
 	}
 	for {
-		if _, err = conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		fn()
+		pos, err := strconv.ParseInt(n.Payload, 10, 64)
+		if err != nil || pos <= 0 {
+			pos = 0 // an older replica's announcement: read the log
+		}
+		fn(pos)
 	}
 }
 

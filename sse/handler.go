@@ -80,19 +80,22 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 	flusher.Flush()
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	var received []int64
 	for {
 		select {
 		case frame := <-sub.frames:
-			if !write(frame) {
+			if !write(frame.b) {
 				return
 			}
+			received = append(received[:0], frame.received)
 			// Whatever else is queued leaves in the same flush.
 			for more := true; more; {
 				select {
 				case frame = <-sub.frames:
-					if !write(frame) {
+					if !write(frame.b) {
 						return
 					}
+					received = append(received, frame.received)
 				default:
 					more = false
 				}
@@ -101,6 +104,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 				return
 			}
 			flusher.Flush()
+			h.delivered(received...)
 		case <-sub.noted:
 			if !writeNotes(sub, write) {
 				return

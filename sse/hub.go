@@ -56,13 +56,19 @@ type Hub struct {
 	db     *database.Database
 	cfg    Config
 	log    zerolog.Logger
-	wake   chan struct{}
+	feed   *database.Feed
 	fmt    *formatter
 	limits *connectLimits
 	parker *parker
 	// started is closed once Run knows where the log ends.
 	started chan struct{}
 	hooks   hooks
+	observe func(time.Duration)
+	// delivering is held by whoever hands out events: Run's loop, or
+	// Logged delivering a batch itself. running (guarded by it) is true
+	// while Run follows the log.
+	delivering sync.Mutex
+	running    bool
 	// Counted for Stats.
 	userStreamsRefused, cutOffSlow atomic.Uint64
 
@@ -79,8 +85,6 @@ type hooks struct {
 	// beforeRegister runs when a new stream has read where it starts and
 	// is about to register (attempt counts from 1; see subscribe).
 	beforeRegister func(attempt int)
-	// beforeCatchUp runs each time the hub is about to read the log.
-	beforeCatchUp func(ctx context.Context)
 	// afterSubscribe and beforePark run in a stream's handler when it is
 	// registered, and when it is about to park.
 	afterSubscribe, beforePark func(*subscriber)
@@ -88,27 +92,167 @@ type hooks struct {
 
 // NewHub builds a hub; Run starts it.
 func NewHub(db *database.Database, cfg Config, log zerolog.Logger) *Hub {
-	return &Hub{
+	h := &Hub{
 		db: db, cfg: cfg,
 		log:     log.With().Str("component", "sse").Logger(),
-		wake:    make(chan struct{}, 1),
 		fmt:     newFormatter(db),
 		limits:  newConnectLimits(cfg),
 		started: make(chan struct{}),
 		byRoom:  make(map[id.RoomID]map[*subscriber]struct{}),
 		byUser:  make(map[id.UserID]map[*subscriber]struct{}),
 	}
+	if db != nil {
+		h.feed = db.EventLog.NewFeed(handedQueue, readBatch)
+	}
+	return h
 }
+
+const (
+	// handedQueue is how many committed batches may wait for the hub
+	// before further ones are dropped and read back from the log.
+	handedQueue = 1024
+	// readBatch is how many events one read of the log returns.
+	readBatch = 500
+)
 
 // Started is closed once Run is following the log.
 func (h *Hub) Started() <-chan struct{} { return h.started }
 
-// Wake tells the hub that the log has grown.
-func (h *Hub) Wake() {
-	select {
-	case h.wake <- struct{}{}:
-	default:
+// Wake tells the hub that the log has grown (another replica wrote): it
+// reads the log.
+func (h *Hub) Wake() { h.feed.Wake() }
+
+// Announced tells the hub that the log has rows up to position upTo (a
+// replica's notification, perhaps of this one's own commit): it reads the
+// log unless it has that far already (see database.Feed.Announced). 0
+// means unknown: it reads the log.
+func (h *Hub) Announced(upTo int64) {
+	h.mu.Lock()
+	at := h.position
+	h.mu.Unlock()
+	h.feed.Announced(upTo, at)
+}
+
+// Logged hands the hub the events of one commit of this process, in
+// position order, right after the commit; they must not be changed
+// afterwards. The hub delivers them without reading them back, unless they
+// do not continue where it stands (then it reads the log, which has them).
+//
+// When they continue where the hub stands, go to few streams
+// (inlineDeliveries) and nothing else is being delivered, they are
+// delivered here, in the caller's goroutine, and the frames for up to
+// inlineWrites parked connections are written here too: a message for a
+// few people then reaches their sockets without waking another goroutine.
+// Otherwise they are queued for the hub's own loop; Logged never waits for
+// it.
+func (h *Hub) Logged(events []*database.LoggedEvent, received time.Time) {
+	if len(events) == 0 {
+		return
 	}
+	if h.delivering.TryLock() {
+		if h.running {
+			h.mu.Lock()
+			inline := events[0].Position == h.position+1 && h.smallLocked(events)
+			h.mu.Unlock()
+			if inline {
+				var ready readyBatch
+				err := h.deliverBatch(context.Background(), events, func(int64) int64 { return nanos(received) }, &ready, true)
+				h.delivering.Unlock()
+				ready.finish()
+				if err != nil {
+					// The rest is in the log.
+					h.log.Err(err).Msg("Failed to format event")
+					h.feed.Wake()
+				}
+				return
+			}
+		}
+		h.delivering.Unlock()
+	}
+	h.feed.Hand(events, received)
+}
+
+// inlineDeliveries bounds the deliveries (events × their rooms' streams)
+// of a batch that Logged hands out itself. Beyond, the pusher answers
+// Synapse while the hub's loop delivers, so that storing the next
+// transaction and delivering this one overlap (a broadcast, a mass join).
+const inlineDeliveries = 16
+
+// smallLocked reports whether events go to at most inlineDeliveries
+// streams in all.
+func (h *Hub) smallLocked(events []*database.LoggedEvent) bool {
+	n := 0
+	for _, evt := range events {
+		if n += len(h.byRoom[evt.RoomID]) + 1; n > inlineDeliveries {
+			return false
+		}
+	}
+	return true
+}
+
+// deliverBatch formats and delivers events that continue the hub's
+// position, stopping at the first that cannot be formatted (it stays
+// undelivered, as do those after it). The caller holds delivering.
+func (h *Hub) deliverBatch(ctx context.Context, events []*database.LoggedEvent, received func(pos int64) int64, ready *readyBatch, inline bool) error {
+	for _, evt := range events {
+		frame, p, err := h.fmt.frame(ctx, evt)
+		if err != nil {
+			return err
+		}
+		h.deliver(evt, outFrame{b: frame, received: received(evt.Position)}, p.Portal, ready)
+		// Each event's streams get their writers before the next event
+		// is formatted; in a small batch that Logged delivers, the
+		// deliverer writes to the few itself. The hub's loop never does:
+		// under a backlog it would spend on sends the time it needs to
+		// hand out the rest.
+		if inline {
+			ready.finish()
+		} else {
+			ready.flush()
+		}
+	}
+	return nil
+}
+
+// ObserveDelivery sets fn to be told, for every frame of a logged event
+// handed in process (see Logged), how long after its push arrived the
+// frame was written to a stream's connection. Set it before Run.
+func (h *Hub) ObserveDelivery(fn func(time.Duration)) { h.observe = fn }
+
+// outFrame is one frame on its way to a stream, with the time (Unix
+// nanoseconds) the push that brought its event arrived; 0 when unknown or
+// not a logged event (heartbeats, typing, …).
+type outFrame struct {
+	b        []byte
+	received int64
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// delivered tells the observer about frames that were written now.
+func (h *Hub) delivered(received ...int64) {
+	if h.observe == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, at := range received {
+		if at != 0 {
+			h.observe(time.Duration(now - at))
+		}
+	}
+}
+
+// currentPosition is the position up to which the hub has handed out
+// events.
+func (h *Hub) currentPosition() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.position
 }
 
 // Connections is the number of open streams.
@@ -140,42 +284,46 @@ func (h *Hub) Run(ctx context.Context) error {
 			go h.heartbeats(ctx, p)
 		}
 	}
+	h.delivering.Lock()
+	h.running = true
+	h.delivering.Unlock()
+	defer func() {
+		h.delivering.Lock()
+		h.running = false
+		h.delivering.Unlock()
+	}()
 	close(h.started)
 	for {
-		if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
-			h.log.Err(err).Msg("Failed to read event log")
-		}
-		select {
-		case <-ctx.Done():
+		batch, err := h.feed.NextAfter(ctx, h.currentPosition, time.Second)
+		if ctx.Err() != nil {
 			return nil
-		case <-h.wake:
-		case <-time.After(time.Second):
 		}
-	}
-}
-
-func (h *Hub) catchUp(ctx context.Context) error {
-	const batch = 500
-	if h.hooks.beforeCatchUp != nil {
-		h.hooks.beforeCatchUp(ctx)
-	}
-	for {
-		h.mu.Lock()
-		from := h.position
-		h.mu.Unlock()
-		events, err := h.db.EventLog.After(ctx, from, batch)
 		if err != nil {
-			return err
+			h.log.Err(err).Msg("Failed to read event log")
+			continue
 		}
-		for _, evt := range events {
-			frame, p, err := h.fmt.frame(ctx, evt)
-			if err != nil {
-				return err
-			}
-			h.deliver(evt, frame, p.Portal)
+		h.delivering.Lock()
+		// Logged may have delivered batches of its own meanwhile. What
+		// was read from the log holds all that followed the position it
+		// was read after, so what of it follows the position now
+		// continues it; a handed batch must start right after it.
+		at := h.currentPosition()
+		events := batch.Events
+		for len(events) > 0 && events[0].Position <= at {
+			events = events[1:]
 		}
-		if len(events) < batch {
-			return nil
+		if len(events) > 0 && !batch.FromLog && events[0].Position != at+1 {
+			h.delivering.Unlock()
+			h.feed.Wake()
+			continue
+		}
+		var ready readyBatch
+		err = h.deliverBatch(ctx, events, func(pos int64) int64 { return nanos(batch.Received(pos)) }, &ready, false)
+		h.delivering.Unlock()
+		if err != nil {
+			// Not delivered: the position stays, the log is read again
+			// at the next wake or poll.
+			h.log.Err(err).Msg("Failed to format event")
 		}
 	}
 }
@@ -187,7 +335,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 // Other people's membership never cuts a stream off: a stream that is
 // behind gets it coalesced (offerOthersMembership). A subscriber skips what
 // its start already covers (from).
-func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte, portal *PortalInfo) {
+func (h *Hub) deliver(evt *database.LoggedEvent, frame outFrame, portal *PortalInfo, batch *readyBatch) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	isMember := evt.Type == event.StateMember.Type && evt.StateKey != nil
@@ -203,17 +351,15 @@ func (h *Hub) deliver(evt *database.LoggedEvent, frame []byte, portal *PortalInf
 			}
 		}
 	}
-	var batch readyBatch
 	for sub := range h.byRoom[evt.RoomID] {
 		switch {
 		case sub.from >= evt.Position:
 		case isMember && sub.user != target:
-			sub.offerOthersMembership(frame, memberNote{room: evt.RoomID, portal: portal, pos: evt.Position}, &batch)
-		case !sub.offer(frame, &batch):
+			sub.offerOthersMembership(frame, memberNote{room: evt.RoomID, portal: portal, pos: evt.Position}, batch)
+		case !sub.offer(frame, batch):
 			h.dropLocked(sub, dropTooSlow)
 		}
 	}
-	batch.flush()
 	if isMember && membership != event.MembershipJoin {
 		for sub := range h.byUser[target] {
 			if sub.from < evt.Position {
@@ -231,7 +377,7 @@ func (h *Hub) Ephemeral(roomID id.RoomID, frame []byte) {
 	defer h.mu.Unlock()
 	var batch readyBatch
 	for sub := range h.byRoom[roomID] {
-		if !sub.offer(frame, &batch) {
+		if !sub.offer(outFrame{b: frame}, &batch) {
 			h.dropLocked(sub, dropTooSlow)
 		}
 	}

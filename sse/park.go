@@ -80,6 +80,11 @@ type parkedConn struct {
 	queue  [][]byte
 	spare  [][]byte // the writer's last batch, reused for the next queue
 	unsent []byte
+	// received holds when the pushes of the queued frames' events arrived
+	// (those known, see outFrame), sending those of the frames a writer
+	// holds or has not sent in full, so that each is observed once its
+	// frame is all written.
+	received, sending []int64
 	// busy is true while the connection is queued for, or held by, a
 	// writer — or still owned by its handler.
 	busy bool
@@ -114,6 +119,26 @@ func (b *readyBatch) flush() {
 		b.p.scheduleAll(b.conns)
 		b.conns = nil
 	}
+}
+
+// inlineWrites is how many connections a delivery writes to itself rather
+// than through the writers: a message for a few people leaves without
+// waking another goroutine, a broadcast is spread over the writers.
+const inlineWrites = 4
+
+// finish writes to the connections collected, itself when they are few,
+// else through the writers. Call it without the hub's lock: the
+// connections are the batch's until written (they are busy), nobody else
+// writes to them meanwhile, and frames queued meanwhile follow in order.
+func (b *readyBatch) finish() {
+	if len(b.conns) > inlineWrites {
+		b.flush()
+		return
+	}
+	for _, pc := range b.conns {
+		pc.write()
+	}
+	b.conns = nil
 }
 
 func newParker(h *Hub, writers int) (*parker, error) {
@@ -218,7 +243,7 @@ func (pc *parkedConn) release() {
 // offer queues a frame; false means the connection is too far behind. A
 // connection that now needs a writer joins batch, or is scheduled at once
 // when batch is nil.
-func (pc *parkedConn) offer(frame []byte, batch *readyBatch) bool {
+func (pc *parkedConn) offer(frame outFrame, batch *readyBatch) bool {
 	pc.mu.Lock()
 	if pc.closed {
 		// Dropped: nothing will be sent, and it is not too slow.
@@ -229,7 +254,10 @@ func (pc *parkedConn) offer(frame []byte, batch *readyBatch) bool {
 		pc.mu.Unlock()
 		return false
 	}
-	pc.queue = append(pc.queue, frame)
+	pc.queue = append(pc.queue, frame.b)
+	if frame.received != 0 {
+		pc.received = append(pc.received, frame.received)
+	}
 	schedule := !pc.busy
 	pc.busy = true
 	pc.mu.Unlock()
@@ -242,7 +270,7 @@ func (pc *parkedConn) offer(frame []byte, batch *readyBatch) bool {
 // (see subscriber.offerOthersMembership). A connection with notes is busy
 // (its queue or unsent bytes are not empty), so a writer will get to it
 // and turn the notes into frames when it has drained the rest.
-func (pc *parkedConn) offerOthersMembership(frame []byte, note memberNote, batch *readyBatch) {
+func (pc *parkedConn) offerOthersMembership(frame outFrame, note memberNote, batch *readyBatch) {
 	pc.mu.Lock()
 	if pc.closed {
 		pc.mu.Unlock()
@@ -253,7 +281,10 @@ func (pc *parkedConn) offerOthersMembership(frame []byte, note memberNote, batch
 		pc.mu.Unlock()
 		return
 	}
-	pc.queue = append(pc.queue, frame)
+	pc.queue = append(pc.queue, frame.b)
+	if frame.received != 0 {
+		pc.received = append(pc.received, frame.received)
+	}
 	schedule := !pc.busy
 	pc.busy = true
 	pc.mu.Unlock()
@@ -360,6 +391,8 @@ func (pc *parkedConn) beginWrite() ([][]byte, int, bool) {
 		bufs = append([][]byte{pc.unsent}, bufs...)
 	}
 	pc.queue, pc.spare, pc.unsent = pc.spare[:0], nil, nil
+	pc.sending = append(pc.sending, pc.received...)
+	pc.received = pc.received[:0]
 	pc.writing = true
 	return bufs, pc.fd, true
 }
@@ -378,6 +411,11 @@ func (pc *parkedConn) endWrite(bufs [][]byte, rest []byte, err error) {
 	}
 	pc.spare = bufs[:0]
 	pc.unsent = rest
+	var sent []int64
+	if len(rest) == 0 && err == nil && len(pc.sending) > 0 {
+		sent = pc.sending
+		pc.sending = nil
+	}
 	if len(pc.queue) == 0 && len(rest) == 0 {
 		// Caught up: now the rooms whose members changed meanwhile.
 		pc.queue = append(pc.queue, pc.notes.take(pc.behind)...)
@@ -386,6 +424,9 @@ func (pc *parkedConn) endWrite(bufs [][]byte, rest []byte, err error) {
 	pc.busy = again
 	tooSlow := len(rest) > maxPending
 	pc.mu.Unlock()
+	if sent != nil {
+		pc.p.hub.delivered(sent...)
+	}
 	switch {
 	case err != nil:
 		pc.p.hub.drop(pc.sub, "write failed")
@@ -411,6 +452,7 @@ func (pc *parkedConn) close() {
 	pc.closed = true
 	writing, conn := pc.writing, pc.conn
 	pc.queue, pc.spare, pc.unsent, pc.notes = nil, nil, nil, memberNotes{}
+	pc.received, pc.sending = nil, nil
 	pc.mu.Unlock()
 	pc.p.mu.Lock()
 	delete(pc.p.conns, pc.id)
@@ -456,7 +498,7 @@ func (p *parker) heartbeat() {
 	p.mu.Unlock()
 	var batch readyBatch
 	for _, pc := range conns {
-		if !pc.offer(heartbeatFrame, &batch) {
+		if !pc.offer(outFrame{b: heartbeatFrame}, &batch) {
 			p.hub.drop(pc.sub, dropTooSlow)
 		}
 	}

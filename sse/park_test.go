@@ -95,7 +95,7 @@ func TestParkedWritesNeverReachAReusedDescriptor(t *testing.T) {
 	a, aPeer := tcpPair(t)
 	pc := parkedTestConn(t, p, a)
 	oldFD := fdOf(t, a)
-	if !pc.offer([]byte("data: for a\n\n"), nil) {
+	if !pc.offer(outFrame{b: []byte("data: for a\n\n")}, nil) {
 		t.Fatal("offer refused")
 	}
 	pc.close()
@@ -118,7 +118,7 @@ func TestParkedCloseDuringWriteDefersToWriter(t *testing.T) {
 	p := testParker(t)
 	a, aPeer := tcpPair(t)
 	pc := parkedTestConn(t, p, a)
-	pc.offer([]byte("last\n"), nil)
+	pc.offer(outFrame{b: []byte("last\n")}, nil)
 	bufs, fd, ok := pc.beginWrite()
 	if !ok {
 		t.Fatal("nothing to write")
@@ -326,10 +326,10 @@ func TestClosedStreamTakesNoFrames(t *testing.T) {
 	server, _ := tcpPair(t)
 	pc := parkedTestConn(t, p, server)
 	pc.close()
-	if !pc.offer(heartbeatFrame, nil) {
+	if !pc.offer(outFrame{b: heartbeatFrame}, nil) {
 		t.Fatal("a closed stream counts as too slow")
 	}
-	pc.offerOthersMembership([]byte("x"), memberNote{room: "!a", pos: 1}, nil)
+	pc.offerOthersMembership(outFrame{b: []byte("x")}, memberNote{room: "!a", pos: 1}, nil)
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if len(pc.queue) != 0 || !pc.notes.empty() {

@@ -52,10 +52,15 @@ type SenderInfo struct {
 	Slug        string    `json:"slug,omitempty"`
 }
 
-// formatter turns log rows into SSE frames. Lookups are cached briefly:
-// the same room and sender recur in every message of a conversation. The
-// caches are bounded LRUs with expiry, so a burst of new rooms or senders
-// evicts the least used entries instead of emptying everything at once.
+// formatter turns log rows into SSE frames. Lookups are cached: the same
+// room and sender recur in every message of a conversation. The caches are
+// bounded LRUs whose entries expire one by one, cacheTTL after they were
+// looked up, so a burst of new rooms or senders evicts the least used entries
+// instead of emptying everything at once. What changes them comes through
+// the log, on every replica: a member event (a new displayname, of a ghost
+// too) drops its user's entry in its room, a room name event (a portal
+// renamed) the room's portal; the expiry only bounds how long a change
+// that reached the database but not yet the room can show old names.
 type formatter struct {
 	db      *database.Database
 	portals *expirable.LRU[id.RoomID, *PortalInfo]
@@ -66,12 +71,23 @@ type formatter struct {
 	avatars *expirable.LRU[[2]string, string]
 }
 
-const cacheTTL = 10 * time.Second
+const cacheTTL = 5 * time.Minute
 
 func newFormatter(db *database.Database) *formatter {
 	return &formatter{db: db,
-		portals: expirable.NewLRU[id.RoomID, *PortalInfo](10000, nil, cacheTTL),
-		senders: expirable.NewLRU[[2]string, *SenderInfo](50000, nil, cacheTTL)}
+		portals: expirable.NewLRU[id.RoomID, *PortalInfo](20000, nil, cacheTTL),
+		senders: expirable.NewLRU[[2]string, *SenderInfo](100000, nil, cacheTTL)}
+}
+
+// changes drops what a logged event may change from the caches; call it
+// before formatting the event.
+func (f *formatter) changes(evt *database.LoggedEvent) {
+	switch {
+	case evt.Type == event.StateMember.Type && evt.StateKey != nil:
+		f.senders.Remove([2]string{string(evt.RoomID), *evt.StateKey})
+	case evt.Type == event.StateRoomName.Type:
+		f.portals.Remove(evt.RoomID)
+	}
 }
 
 // payload builds the payload of a logged event.
@@ -96,6 +112,7 @@ func (f *formatter) payload(ctx context.Context, evt *database.LoggedEvent) (*Pa
 }
 
 func (f *formatter) frame(ctx context.Context, evt *database.LoggedEvent) ([]byte, *Payload, error) {
+	f.changes(evt)
 	p, err := f.payload(ctx, evt)
 	if err != nil {
 		return nil, nil, err

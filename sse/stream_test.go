@@ -84,7 +84,7 @@ func TestResumeOnALaggingReplica(t *testing.T) {
 			release := make(chan struct{})
 			dbB, _ := openTestDB(t, engine, uri)
 			b := startHub(t, dbB, testCfg(), func(h *Hub, _ *httptest.Server) {
-				h.hooks.beforeCatchUp = func(ctx context.Context) {
+				h.feed.BeforeRead = func(ctx context.Context) {
 					select {
 					case <-release:
 					case <-ctx.Done():

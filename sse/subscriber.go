@@ -19,7 +19,7 @@ type subscriber struct {
 	from int64
 	// Exactly one of frames (a stream with a goroutine of its own) and
 	// parked (a taken-over connection) is set.
-	frames chan []byte
+	frames chan outFrame
 	parked *parkedConn
 	done   chan struct{}
 	once   sync.Once
@@ -37,7 +37,7 @@ type subscriber struct {
 func newSubscriber(user id.UserID, buffer int, parked *parkedConn) *subscriber {
 	s := &subscriber{user: user, rooms: make(map[id.RoomID]struct{}, 1), parked: parked, done: make(chan struct{})}
 	if parked == nil {
-		s.frames = make(chan []byte, buffer)
+		s.frames = make(chan outFrame, buffer)
 		s.behind = behindAt(buffer)
 		s.noted = make(chan struct{}, 1)
 	} else {
@@ -52,7 +52,7 @@ func behindAt(buffer int) int { return max(1, buffer/4) }
 
 // offer queues a frame without blocking; false means the buffer is full.
 // A parked connection that needs a writer joins batch.
-func (s *subscriber) offer(frame []byte, batch *readyBatch) bool {
+func (s *subscriber) offer(frame outFrame, batch *readyBatch) bool {
 	if s.parked != nil {
 		return s.parked.offer(frame, batch)
 	}
@@ -77,7 +77,7 @@ func (s *subscriber) offer(frame []byte, batch *readyBatch) bool {
 // the stream has caught up it gets one "members" event per such room
 // instead (see memberNotes). A stream that resumes with Last-Event-ID gets
 // every member event from the log again.
-func (s *subscriber) offerOthersMembership(frame []byte, note memberNote, batch *readyBatch) {
+func (s *subscriber) offerOthersMembership(frame outFrame, note memberNote, batch *readyBatch) {
 	if s.parked != nil {
 		s.parked.offerOthersMembership(frame, note, batch)
 		return

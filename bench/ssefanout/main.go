@@ -137,7 +137,10 @@ func cpuSeconds() float64 {
 
 type sink struct{ hub *sse.Hub }
 
-func (s sink) EventsLogged(context.Context, []*database.LoggedEvent)      { s.hub.Wake() }
+func (s sink) EventsLogged(_ context.Context, events []*database.LoggedEvent) {
+	s.hub.Logged(events, time.Time{})
+}
+
 func (s sink) EphemeralReceived(context.Context, []*appservice.Ephemeral) {}
 
 func run(name string, sc scenario) error {

@@ -41,6 +41,7 @@ import (
 	"github.com/openmeet-team/openmeet-bridge/appservice"
 	"github.com/openmeet-team/openmeet-bridge/bridge"
 	"github.com/openmeet-team/openmeet-bridge/database"
+	"github.com/openmeet-team/openmeet-bridge/internal/histogram"
 )
 
 const loadDomain = "load.local"
@@ -77,6 +78,9 @@ type phase struct {
 	latency  string // the clients' report
 	messages int
 	p50, p99 time.Duration // parsed from latency
+	// share is the bridge's own histogram of its share of the latency
+	// (openmeet_stream_delivery_seconds) over the message phase.
+	share string
 }
 
 func runSynapseLike(name string, sc scenario) error {
@@ -104,6 +108,9 @@ func runSynapseLike(name string, sc scenario) error {
 func report(server string, p phase) {
 	fmt.Printf("  %-8s CPU %.2fs over %s = %.1f µs per message; %s", server, p.cpu, p.elapsed.Round(time.Millisecond), p.cpu*1e6/float64(p.messages), p.load)
 	fmt.Printf("  %-8s latency (queued at Synapse → event read): %s", server, p.latency)
+	if p.share != "" {
+		fmt.Printf("  %-8s its share (push arrived → frame written), openmeet_stream_delivery_seconds: %s\n", server, p.share)
+	}
 }
 
 // bridgePhase starts the whole bridge with sc.users ghosts and portals,
@@ -133,8 +140,37 @@ func bridgePhase(sc scenario, dir string) (phase, error) {
 	if err := writeTokens(tokenFile, secret, sc.users); err != nil {
 		return phase{}, err
 	}
-	return measure(sc, b.Addr().String(), base, token, tokenFile, b.Hub.Connections, cpuProfile)
+	metricsURL := "http://" + b.Addr().String() + "/metrics"
+	before, err := histogram.Scrape(metricsURL, deliveryMetric)
+	if err != nil {
+		return phase{}, err
+	}
+	txnBefore, err := histogram.Scrape(metricsURL, txnMetric)
+	if err != nil {
+		return phase{}, err
+	}
+	p, err := measure(sc, b.Addr().String(), base, token, tokenFile, b.Hub.Connections, cpuProfile)
+	if err != nil {
+		return p, err
+	}
+	after, err := histogram.Scrape(metricsURL, deliveryMetric)
+	if err != nil {
+		return phase{}, err
+	}
+	txnAfter, err := histogram.Scrape(metricsURL, txnMetric)
+	if err != nil {
+		return phase{}, err
+	}
+	txns := txnAfter.Sub(txnBefore)
+	p.share = fmt.Sprintf("%s; of which storing and answering the %.0f transactions (%s): p50 %v, p99 %v", after.Sub(before), txns.Count(), txnMetric,
+		txns.Quantile(0.5).Round(time.Microsecond), txns.Quantile(0.99).Round(time.Microsecond))
+	return p, nil
 }
+
+const (
+	deliveryMetric = "openmeet_stream_delivery_seconds"
+	txnMetric      = "openmeet_appservice_transaction_seconds"
+)
 
 // makeGhostsAndPortals writes, before the bridge starts, a ghost per user
 // and a portal per room, both already in sync with the homeserver (so the

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/rs/zerolog"
+	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
@@ -77,19 +79,43 @@ type Processor struct {
 	outbox   *portal.Outbox
 	botID    id.UserID
 	log      zerolog.Logger
-	wake     chan struct{}
+	feed     *database.Feed
 	commands map[string]*command
 	started  time.Time
 	// refused holds users recently told they may not use the bot.
 	refused *expirable.LRU[id.UserID, struct{}]
+	// leading is set while Run holds the command lock; only then are
+	// committed events handed to it.
+	leading atomic.Bool
+	// at is the position Run has read up to (for Announced).
+	at atomic.Int64
+	// management is the set of management rooms, loaded when Run starts
+	// and kept by Run's goroutine alone: only the bot (the leader's Run)
+	// adds or removes them.
+	management map[id.RoomID]struct{}
 }
+
+const (
+	// handedQueue is how many committed batches may wait for the bot
+	// before further ones are dropped and read back from the log.
+	handedQueue = 256
+	// readBatch is how many events one read of the log returns.
+	readBatch = 200
+	// cursorSaveInterval is how often the cursor is stored when it moved
+	// only past events the bot did not act on (see Run).
+	cursorSaveInterval = 10 * time.Second
+	// gatherDelay is how long the bot lets committed batches gather
+	// before it takes them: it wakes at most this often while messages
+	// flow, instead of once per transaction.
+	gatherDelay = 20 * time.Millisecond
+)
 
 // New builds the processor; Run starts it.
 func New(cfg Config, db *database.Database, hs *appservice.Homeserver, portals *portal.Registry, outbox *portal.Outbox, botID id.UserID, log zerolog.Logger) *Processor {
 	p := &Processor{
 		cfg: cfg, db: db, hs: hs, portals: portals, outbox: outbox, botID: botID,
 		log:     log.With().Str("component", "commands").Logger(),
-		wake:    make(chan struct{}, 1),
+		feed:    db.EventLog.NewFeed(handedQueue, readBatch),
 		started: time.Now(),
 		refused: expirable.NewLRU[id.UserID, struct{}](maxRefusalsTracked, nil, refusalInterval),
 	}
@@ -97,11 +123,26 @@ func New(cfg Config, db *database.Database, hs *appservice.Homeserver, portals *
 	return p
 }
 
-// Wake tells the processor that new events are in the log.
-func (p *Processor) Wake() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
+// Wake tells the processor that new events are in the log (another
+// replica wrote them): it reads the log.
+func (p *Processor) Wake() { p.feed.Wake() }
+
+// Announced tells the processor that the log has rows up to position upTo
+// (see Hub.Announced): it reads the log unless it is that far already or
+// does not run commands (another replica leads). 0 means unknown.
+func (p *Processor) Announced(upTo int64) {
+	if upTo <= 0 || p.leading.Load() {
+		p.feed.Announced(upTo, p.at.Load())
+	}
+}
+
+// Logged hands the processor the events of one commit of this process, in
+// position order, right after the commit; they must not be changed
+// afterwards. It never blocks. Events that do not continue where the
+// processor stands are read from the log instead.
+func (p *Processor) Logged(events []*database.LoggedEvent) {
+	if p.leading.Load() {
+		p.feed.Hand(events, time.Time{})
 	}
 }
 
@@ -140,40 +181,89 @@ func (p *Processor) Run(ctx context.Context) {
 		}
 	}
 	cursor, err := p.loadCursor(ctx)
+	if err == nil {
+		err = p.loadManagementRooms(ctx)
+	}
 	for err != nil {
-		p.log.Err(err).Msg("Failed to load command cursor")
+		p.log.Err(err).Msg("Failed to load command cursor or management rooms")
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(5 * time.Second):
 		}
-		cursor, err = p.loadCursor(ctx)
+		if cursor, err = p.loadCursor(ctx); err == nil {
+			err = p.loadManagementRooms(ctx)
+		}
 	}
-	const batch = 200
-	for {
-		events, err := p.db.EventLog.After(ctx, cursor, batch)
-		if err != nil && ctx.Err() == nil {
-			p.log.Err(err).Msg("Failed to read event log")
-		}
-		for _, evt := range events {
-			p.handle(ctx, evt)
-			cursor = evt.Position
-		}
-		if len(events) > 0 {
-			if err := p.db.Bot.SetState(ctx, cursorKey, strconv.FormatInt(cursor, 10)); err != nil && ctx.Err() == nil {
+	p.at.Store(cursor)
+	p.leading.Store(true)
+	defer p.leading.Store(false)
+	p.feed.Wake() // what was logged since the cursor, at once
+	// The cursor is stored right after every event the bot acted on (a
+	// command answered, an invite taken or declined), so a crash runs
+	// none of them twice, unless it comes between the act and the store,
+	// as ever. Past other events, which are nearly all, it is stored every
+	// cursorSaveInterval and when Run ends: after a crash the bot reads
+	// those again and again acts on none of them, which costs a scan and
+	// nothing else.
+	saved, savedAt := cursor, time.Now()
+	save := func(ctx context.Context) {
+		if err := p.db.Bot.SetState(ctx, cursorKey, strconv.FormatInt(cursor, 10)); err != nil {
+			if ctx.Err() == nil {
 				p.log.Err(err).Msg("Failed to store command cursor")
 			}
+			return
 		}
-		if len(events) == batch {
-			continue
+		saved, savedAt = cursor, time.Now()
+	}
+	defer func() {
+		if cursor != saved {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			save(ctx)
 		}
+	}()
+	for {
+		// The bot needs no haste: letting batches gather for a moment
+		// spares waking up for every transaction.
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.wake:
-		case <-time.After(5 * time.Second):
+		case <-time.After(gatherDelay):
+		}
+		batch, err := p.feed.Next(ctx, cursor, 5*time.Second)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			p.log.Err(err).Msg("Failed to read event log")
+			continue
+		}
+		for _, evt := range batch.Events {
+			acted := p.handle(ctx, evt)
+			cursor = evt.Position
+			if acted {
+				save(ctx)
+			}
+		}
+		p.at.Store(cursor)
+		if cursor != saved && time.Since(savedAt) >= cursorSaveInterval {
+			save(ctx)
 		}
 	}
+}
+
+// loadManagementRooms reads the management rooms into memory.
+func (p *Processor) loadManagementRooms(ctx context.Context) error {
+	rooms, err := p.db.Bot.ManagementRooms(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to load management rooms: %w", err)
+	}
+	p.management = make(map[id.RoomID]struct{}, len(rooms))
+	for _, roomID := range rooms {
+		p.management[roomID] = struct{}{}
+	}
+	return nil
 }
 
 // loadCursor returns the stored position, or on first start the end of the
@@ -189,18 +279,38 @@ func (p *Processor) loadCursor(ctx context.Context) (int64, error) {
 	return p.db.EventLog.MaxPosition(ctx)
 }
 
-func (p *Processor) handle(ctx context.Context, logged *database.LoggedEvent) {
+// handle acts on one logged event if it is for the bot, and reports
+// whether it did. What is not for the bot is told apart before any
+// database read or JSON decoding: the bot's own events, member events of
+// others, and messages that are neither in a management room nor start
+// with the command prefix.
+func (p *Processor) handle(ctx context.Context, logged *database.LoggedEvent) bool {
 	if logged.Sender == p.botID {
-		return
+		return false
 	}
 	switch logged.Type {
 	case event.StateMember.Type:
 		if logged.StateKey != nil && id.UserID(*logged.StateKey) == p.botID {
-			p.handleBotMembership(ctx, logged)
+			return p.handleBotMembership(ctx, logged)
 		}
 	case event.EventMessage.Type:
-		p.handleMessage(ctx, logged)
+		if _, ok := p.management[logged.RoomID]; ok || p.mayBeCommand(logged.Raw) {
+			return p.handleMessage(ctx, logged)
+		}
 	}
+	return false
+}
+
+// mayBeCommand reports whether a message's body starts with the command
+// prefix, reading only that field. handleMessage decides on the whole
+// event; this only keeps the rest from being decoded.
+func (p *Processor) mayBeCommand(raw []byte) bool {
+	body := gjson.GetBytes(raw, "content.body")
+	if body.Type != gjson.String {
+		return false
+	}
+	rest, ok := strings.CutPrefix(strings.TrimSpace(body.Str), p.cfg.Prefix)
+	return ok && (rest == "" || rest[0] == ' ')
 }
 
 func parse(logged *database.LoggedEvent) (*event.Event, error) {
@@ -216,11 +326,11 @@ func parse(logged *database.LoggedEvent) (*event.Event, error) {
 
 // handleBotMembership accepts invites from permitted users (the room
 // becomes a management room unless it is a portal) and declines others.
-func (p *Processor) handleBotMembership(ctx context.Context, logged *database.LoggedEvent) {
+func (p *Processor) handleBotMembership(ctx context.Context, logged *database.LoggedEvent) bool {
 	log := p.log.With().Stringer("room_id", logged.RoomID).Stringer("sender", logged.Sender).Logger()
 	evt, err := parse(logged)
 	if err != nil {
-		return
+		return false
 	}
 	bot := p.hs.Bot().Client
 	switch evt.Content.AsMember().Membership {
@@ -231,79 +341,81 @@ func (p *Processor) handleBotMembership(ctx context.Context, logged *database.Lo
 			if _, err := bot.LeaveRoom(ctx, logged.RoomID, &mautrix.ReqLeave{Reason: declineReason}); err != nil {
 				log.Warn().Err(err).Msg("Failed to decline invite")
 			}
-			return
+			return true
 		}
 		if _, err := bot.JoinRoomByID(ctx, logged.RoomID); err != nil {
 			log.Warn().Err(err).Msg("Failed to accept invite")
-			return
+			return true
 		}
 		if existing, err := p.db.Portals.GetByRoomID(ctx, logged.RoomID); err == nil && existing == nil {
 			if err := p.db.Bot.AddManagementRoom(ctx, logged.RoomID, logged.Sender); err != nil {
 				log.Err(err).Msg("Failed to record management room")
+			} else {
+				p.management[logged.RoomID] = struct{}{}
 			}
 		}
 		log.Info().Msg("Accepted invite")
 		p.reply(ctx, logged.RoomID, "", fmt.Sprintf("Hello! I manage the OpenMeet bridge. Say `help` for what I can do (in portal rooms, prefix commands with `%s`).", p.cfg.Prefix))
+		return true
 	case event.MembershipLeave, event.MembershipBan:
 		if err := p.db.Bot.RemoveManagementRoom(ctx, logged.RoomID); err != nil {
 			log.Err(err).Msg("Failed to forget management room")
+			return true
 		}
+		delete(p.management, logged.RoomID)
+		return true
 	}
+	return false
 }
 
-func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEvent) {
+func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEvent) bool {
 	evt, err := parse(logged)
 	if err != nil {
-		return
+		return false
 	}
 	msg := evt.Content.AsMessage()
 	if msg.MsgType != event.MsgText || msg.RelatesTo.GetReplaceID() != "" {
-		return
+		return false
 	}
 	level := p.Level(logged.Sender)
 	text := strings.TrimSpace(msg.Body)
 	rest, prefixed := strings.CutPrefix(text, p.cfg.Prefix)
 	prefixed = prefixed && (rest == "" || rest[0] == ' ')
 	// A message is a command when it has the prefix, or when it is sent in
-	// a management room. Commands of permitted users are also told whether
-	// the room is one; a refusal needs not know.
-	var management bool
-	if !prefixed || level != LevelNone {
-		if management, err = p.db.Bot.IsManagementRoom(ctx, logged.RoomID); err != nil {
-			p.log.Err(err).Msg("Failed to check management room")
-			return
-		}
-	}
+	// a management room.
+	_, management := p.management[logged.RoomID]
 	if prefixed {
 		text = strings.TrimSpace(rest)
 	} else if !management {
-		return
+		return false
 	}
 	if age := time.Since(time.UnixMilli(logged.OriginTS)); age > maxCommandAge {
 		p.log.Info().Stringer("event_id", logged.EventID).Dur("age", age).Msg("Skipping stale command")
-		return
+		return false
 	}
 	if level == LevelNone {
-		p.refuse(ctx, logged)
-		return
+		return p.refuse(ctx, logged)
 	}
 	req := &request{p: p, evt: logged, level: level, management: management}
 	req.args = strings.Fields(text)
 	reply := p.dispatch(ctx, req)
 	p.reply(ctx, logged.RoomID, logged.EventID, reply)
+	return true
 }
 
 // refuse tells the sender of a command that they may not use the bot,
-// unless they were told so within refusalInterval.
-func (p *Processor) refuse(ctx context.Context, logged *database.LoggedEvent) {
+// unless they were told so within refusalInterval. It reports whether it
+// told them.
+func (p *Processor) refuse(ctx context.Context, logged *database.LoggedEvent) bool {
 	log := p.log.With().Stringer("sender", logged.Sender).Stringer("room_id", logged.RoomID).Logger()
 	if p.refused.Contains(logged.Sender) {
 		log.Debug().Msg("Ignoring command from user without permission")
-		return
+		return false
 	}
 	p.refused.Add(logged.Sender, struct{}{})
 	log.Info().Msg("Refusing command from user without permission")
 	p.reply(ctx, logged.RoomID, logged.EventID, fmt.Sprintf(refusalNotice, logged.Sender, int(refusalInterval/time.Minute)))
+	return true
 }
 
 // reply sends a notice rendered from Markdown, as a reply to inReplyTo.
