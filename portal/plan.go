@@ -116,7 +116,13 @@ func (r *Registry) planSettings(pl *plan, p *database.Portal, state mautrix.Room
 			if _, err := r.hs.Bot().Client.CreateAlias(ctx, p.Alias, p.RoomID); err != nil && !isAliasExists(err) {
 				return fmt.Errorf("failed to create alias: %w", err)
 			}
-			return r.sendState(p.RoomID, event.StateCanonicalAlias, &event.CanonicalAliasEventContent{Alias: p.Alias})(ctx)
+			content := keepOldAliases(canonical, p.Alias)
+			err := r.sendState(p.RoomID, event.StateCanonicalAlias, content)(ctx)
+			if err != nil && len(content.AltAliases) > 0 {
+				// Synapse refuses alternatives that no longer point to the room.
+				err = r.sendState(p.RoomID, event.StateCanonicalAlias, &event.CanonicalAliasEventContent{Alias: p.Alias})(ctx)
+			}
+			return err
 		}})
 	}
 }
@@ -346,4 +352,21 @@ func describeMembership(m event.Membership) string {
 		return "never joined"
 	}
 	return string(m)
+}
+
+// keepOldAliases makes alias the canonical one and keeps the aliases the
+// room had (an adopted room's #event-… alias) as alternatives, so links and
+// clients that use them keep working.
+func keepOldAliases(current *event.Content, alias id.RoomAlias) *event.CanonicalAliasEventContent {
+	out := &event.CanonicalAliasEventContent{Alias: alias}
+	if current == nil {
+		return out
+	}
+	old := current.AsCanonicalAlias()
+	for _, a := range append([]id.RoomAlias{old.Alias}, old.AltAliases...) {
+		if a != "" && a != alias && !slices.Contains(out.AltAliases, a) {
+			out.AltAliases = append(out.AltAliases, a)
+		}
+	}
+	return out
 }
