@@ -26,6 +26,8 @@ type legacyDeployment struct {
 	admin                *harness.MatrixUser
 	alice, bob, carol    *harness.MatrixUser
 	eventRoom, groupRoom string
+	// tenant is the legacy tenant; empty means legacyTenant.
+	tenant string
 }
 
 func startLegacyDeployment(t *testing.T) *legacyDeployment {
@@ -85,10 +87,14 @@ func startLegacyDeployment(t *testing.T) *legacyDeployment {
 
 // adoptingBridge starts a bridge configured for the legacy tenant, with the
 // admin's token for Synapse's admin API.
-func (d *legacyDeployment) adoptingBridge(t *testing.T) *bridge.Bridge {
+func (d *legacyDeployment) adoptingBridge(t testing.TB) *bridge.Bridge {
 	t.Helper()
 	cfg := clientConfig(t, d.hs)
-	cfg.Appservice.LegacyUsers.Tenants = []string{legacyTenant}
+	tenant := d.tenant
+	if tenant == "" {
+		tenant = legacyTenant
+	}
+	cfg.Appservice.LegacyUsers.Tenants = []string{tenant}
 	cfg.Homeserver.AdminToken = d.admin.AccessToken
 	cfg.Permissions = map[string]string{d.admin.UserID: "admin"}
 	if err := cfg.Validate(); err != nil {
