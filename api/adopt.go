@@ -41,7 +41,9 @@ func (p *Provisioning) adoptRoom(w http.ResponseWriter, r *http.Request, key dat
 		p.internalError(w, r, err)
 		return "", false
 	}
-	if existing != nil && existing.RoomID != "" {
+	// Until the portal has synced once (the room was never taken over), the
+	// room named may still be corrected.
+	if existing != nil && existing.RoomID != "" && existing.SyncedVersion > 0 {
 		if existing.RoomID == roomID {
 			return "", true
 		}
@@ -53,7 +55,7 @@ func (p *Provisioning) adoptRoom(w http.ResponseWriter, r *http.Request, key dat
 		p.internalError(w, r, err)
 		return "", false
 	}
-	if owner != nil {
+	if owner != nil && owner.Key() != key {
 		errConflict.WithMessage("the room %s already belongs to %s %q of tenant %q", roomID, owner.Kind, owner.Slug, owner.Tenant).Write(w)
 		return "", false
 	}

@@ -130,6 +130,10 @@ func (p *Provisioning) checkAdoption(w http.ResponseWriter, r *http.Request, ten
 		errInvalid.WithMessage("matrix_user_id: %s", err.Error()).Write(w)
 		return "", false
 	}
+	if _, _, err := p.portals.Namer().ParseGhost(userID); err == nil {
+		errInvalid.WithMessage("matrix_user_id: %s is in the bridge's own ghost namespace, not an existing account", userID).Write(w)
+		return "", false
+	}
 	existing, err := p.db.Ghosts.Get(ctx, tenant, slug)
 	if err != nil {
 		p.internalError(w, r, err)

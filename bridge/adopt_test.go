@@ -258,6 +258,7 @@ func TestAdoptExistingDeployment(t *testing.T) {
 		{"dave", "@dave_" + legacyTenant + ":elsewhere.org", 400, "not on this homeserver"},
 		{"dave", "@nobody_" + legacyTenant + ":localhost", 400, "matrix_user_id"},
 		{"dave", "not-an-id", 400, "not a Matrix user ID"},
+		{"dave", "@openmeet_other_" + legacyTenant + ":localhost", 400, "ghost namespace"},
 		{"dave", d.alice.UserID, 409, "already the account of user"},
 		{"alice", d.bob.UserID, 409, "cannot change"},
 	} {
@@ -289,6 +290,12 @@ func TestAdoptExistingDeployment(t *testing.T) {
 
 	var p portalOut
 	base := "/tenants/" + legacyTenant
+	// A room ID that names no room: stored, the take-over fails visibly,
+	// and until the portal has synced once the room may be corrected.
+	if code := provision(t, b, "PUT", base+"/events/summer-party", map[string]any{"name": "Summer party",
+		"room": "!nosuchroom:localhost"}, &p); code != 202 || p.State != "error" || !strings.Contains(p.LastError, "cannot take charge") {
+		t.Fatalf("adopting a room that does not exist: %d %+v", code, p)
+	}
 	if code := provision(t, b, "PUT", base+"/events/summer-party", map[string]any{"name": "Summer party",
 		"room": "#event-summer-party-" + legacyTenant + ":localhost"}, &p); code != 200 || p.RoomID != d.eventRoom {
 		t.Fatalf("adopt event room: %d %+v", code, p)

@@ -73,7 +73,11 @@ func (r *Registry) readState(ctx context.Context, p *database.Portal, desired ma
 	}
 	if r.canComplete(state) != nil {
 		// In the room but without power: an adopted member may raise it.
-		if err = r.raiseBot(ctx, p.RoomID, desired); err == nil {
+		err = r.raiseBot(ctx, p.RoomID, desired)
+		if err != nil && r.hs.HasAdminToken() {
+			err = r.hs.AdminMakeRoomAdmin(ctx, p.RoomID, r.botID)
+		}
+		if err == nil {
 			state, err = r.hs.Bot().Client.State(ctx, p.RoomID)
 		}
 		if err != nil {
