@@ -28,9 +28,14 @@ type legacyDeployment struct {
 	eventRoom, groupRoom string
 	// tenant is the legacy tenant; empty means legacyTenant.
 	tenant string
+	// noAdminToken leaves homeserver.admin_token empty: rooms are taken
+	// over only through members the bridge may act as.
+	noAdminToken bool
 }
 
-func startLegacyDeployment(t *testing.T) *legacyDeployment {
+// With hostIsAdmin, the backend's admin account made alice (the event's
+// host) an admin of the event room, as OpenMeet does for hosts.
+func startLegacyDeployment(t *testing.T, hostIsAdmin bool) *legacyDeployment {
 	t.Helper()
 	hs, err := harness.StartSynapse(harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + legacyTenant + `):localhost$`})
 	if err != nil {
@@ -61,6 +66,22 @@ func startLegacyDeployment(t *testing.T) *legacyDeployment {
 			t.Fatal(err)
 		}
 		if _, err := u.Join(ctx, d.eventRoom); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hostIsAdmin {
+		var pl map[string]any
+		if err := state(t, d.admin, d.eventRoom, "m.room.power_levels", &pl); err != nil {
+			t.Fatal(err)
+		}
+		users, _ := pl["users"].(map[string]any)
+		if users == nil {
+			users = map[string]any{}
+		}
+		users[d.alice.UserID] = 100
+		pl["users"] = users
+		path := fmt.Sprintf("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", url.PathEscape(d.eventRoom))
+		if err := d.admin.Do(ctx, "PUT", path, pl, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,7 +116,9 @@ func (d *legacyDeployment) adoptingBridge(t testing.TB) *bridge.Bridge {
 		tenant = legacyTenant
 	}
 	cfg.Appservice.LegacyUsers.Tenants = []string{tenant}
-	cfg.Homeserver.AdminToken = d.admin.AccessToken
+	if !d.noAdminToken {
+		cfg.Homeserver.AdminToken = d.admin.AccessToken
+	}
 	cfg.Permissions = map[string]string{d.admin.UserID: "admin"}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -232,7 +255,7 @@ func (d *legacyDeployment) checkAdopted(t *testing.T, b *bridge.Bridge) {
 // alias through Synapse's admin API (none of its members may invite), the
 // group room by ID through alice, its creator, whom the bridge acts as.
 func TestAdoptExistingDeployment(t *testing.T) {
-	d := startLegacyDeployment(t)
+	d := startLegacyDeployment(t, false)
 	b := d.adoptingBridge(t)
 	users := "/tenants/" + legacyTenant + "/users/"
 	for _, u := range []struct {

@@ -51,12 +51,15 @@ func exportLines(t *testing.T, lines ...any) []byte {
 type rec = map[string]string
 
 // TestMigrateExistingDeployment runs `migrate` on an export of a deployment
-// set up as OpenMeet's is: a dry run changes nothing, an interrupted run
+// set up as OpenMeet's is, with no Synapse admin token for the bridge: a dry run changes nothing, an interrupted run
 // resumes from its checkpoint, bad lines are reported, skipped and written
 // to the failed file without anything half-applied, the result is what an
 // operator needs, and a re-run sends no change.
 func TestMigrateExistingDeployment(t *testing.T) {
-	d := startLegacyDeployment(t)
+	// No admin token: alice, the host and a room admin, lets the bot into
+	// the private event room; the bot joins the public group by itself.
+	d := startLegacyDeployment(t, true)
+	d.noAdminToken = true
 	b := d.adoptingBridge(t)
 	bad := []string{
 		`{"kind":"user","tenant":"tnt1","slug":"dave","displayname":"Dave","matrix_user_id":"@dave_other:localhost"}`,

@@ -225,6 +225,10 @@ func (p *Processor) handleBotMembership(ctx context.Context, logged *database.Lo
 	bot := p.hs.Bot().Client
 	switch evt.Content.AsMember().Membership {
 	case event.MembershipInvite:
+		if existing, err := p.db.Portals.GetByRoomID(ctx, logged.RoomID); err != nil || existing != nil {
+			// A portal's room being taken over: the portal's sync joins it.
+			return
+		}
 		if p.Level(logged.Sender) == LevelNone {
 			log.Info().Msg("Declining invite from user without permission")
 			// The reason is what the inviter sees as the answer.
