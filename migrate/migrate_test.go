@@ -59,9 +59,25 @@ func TestCheckpointOfAnotherExport(t *testing.T) {
 	if _, err = Run(context.Background(), Options{Input: input, BridgeURL: "http://127.0.0.1:1"}); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("got %v", err)
 	}
-	// --restart ignores it; a tenant line needs no request.
-	report, err := Run(context.Background(), Options{Input: input, BridgeURL: "http://127.0.0.1:1", Restart: true})
+	// --restart ignores it; a tenant line needs no request. Progress lines
+	// (not a terminal) and the bar both show done/total, rate and ETA.
+	var lines, bar strings.Builder
+	report, err := Run(context.Background(), Options{Input: input, BridgeURL: "http://127.0.0.1:1", Restart: true, Progress: &lines})
 	if err != nil || report.Done != 1 || report.Kinds[KindTenant].Unchanged != 1 {
 		t.Fatalf("restart: %v %+v", err, report)
+	}
+	if !strings.Contains(lines.String(), "progress: 1/1 lines (100.0%), ") || !strings.Contains(lines.String(), "lines/s, ETA ") {
+		t.Fatalf("progress lines %q", lines.String())
+	}
+	if _, err := Run(context.Background(), Options{Input: input, BridgeURL: "http://127.0.0.1:1", Progress: &bar, Bar: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(bar.String(), "\r[##############################] 1/1 lines (100.0%)") || !strings.HasSuffix(bar.String(), "\n") {
+		t.Fatalf("progress bar %q", bar.String())
+	}
+	var printed strings.Builder
+	report.Print(&printed)
+	if !strings.Contains(printed.String(), "applied 1 of 1 lines") || !strings.Contains(printed.String(), "tenant") {
+		t.Fatalf("report %q", printed.String())
 	}
 }
