@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,13 @@ func BenchmarkMigrate(b *testing.B) {
 		}
 	}
 	events, groups, perUser := users/10, max(users/100, 1), 5
+	// MIGRATE_BENCH_JOINED=1: the members are already in their (public)
+	// rooms, as in a real deployment, so the migration joins nobody.
+	joined := os.Getenv("MIGRATE_BENCH_JOINED") == "1"
+	preset := "private_chat"
+	if joined {
+		preset = "public_chat"
+	}
 	hs, err := harness.StartSynapse(harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + benchTenant + `):localhost$`})
 	if err != nil {
 		b.Skipf("Synapse is not available: %v", err)
@@ -57,7 +65,7 @@ func BenchmarkMigrate(b *testing.B) {
 	rooms := make([]string, events+groups)
 	parallel(b, events+groups, 4, func(i int) error {
 		kind, slug := portalOf(i, events)
-		roomID, err := admin.CreateRoom(ctx, map[string]any{"preset": "private_chat", "name": slug,
+		roomID, err := admin.CreateRoom(ctx, map[string]any{"preset": preset, "name": slug,
 			"room_alias_name": kind + "-" + slug + "-" + benchTenant})
 		if err == nil {
 			rooms[i] = roomID
@@ -95,6 +103,19 @@ func BenchmarkMigrate(b *testing.B) {
 			_ = enc.Encode(rec{"kind": "membership", "tenant": benchTenant, "portal_kind": kind, "portal_slug": slug,
 				"user_slug": fmt.Sprintf("u%05d", user), "role": role})
 		}
+	}
+	if joined {
+		type pair struct{ room, user string }
+		var pairs []pair
+		for p := range portals {
+			n := memberships/portals + btoi(p < memberships%portals)
+			for k := range n {
+				pairs = append(pairs, pair{rooms[p], fmt.Sprintf("@u%05d_%s:localhost", (p*37+k*7)%users, benchTenant)})
+			}
+		}
+		start := time.Now()
+		parallel(b, len(pairs), 8, func(i int) error { return joinAsAppservice(hs, pairs[i].room, pairs[i].user) })
+		b.Logf("setup: %d members joined in %s", len(pairs), time.Since(start).Round(time.Second))
 	}
 	input := filepath.Join(b.TempDir(), "export.jsonl")
 	if err := os.WriteFile(input, export.Bytes(), 0o600); err != nil {
@@ -212,6 +233,23 @@ func registerAsAppservice(hs *harness.Synapse, localpart string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("register %s: HTTP %d", localpart, resp.StatusCode)
+	}
+	return nil
+}
+
+// joinAsAppservice joins userID (in the legacy namespace) to a public room.
+func joinAsAppservice(hs *harness.Synapse, roomID, userID string) error {
+	u := hs.URL + "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?user_id=" + url.QueryEscape(userID)
+	req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader([]byte("{}")))
+	req.Header.Set("Authorization", "Bearer "+hs.AS.ASToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("join %s to %s: HTTP %d", userID, roomID, resp.StatusCode)
 	}
 	return nil
 }

@@ -103,7 +103,11 @@ func (r *Registry) takeOver(ctx context.Context, p *database.Portal, desired map
 	bot := r.hs.Bot().Client
 	if _, err := bot.JoinRoomByID(ctx, p.RoomID); err == nil {
 		log.Info().Msg("Bot joined the room to adopt")
-		return r.raiseBot(ctx, p.RoomID, desired)
+		err = r.raiseBot(ctx, p.RoomID, desired)
+		if err != nil && r.hs.HasAdminToken() {
+			err = r.hs.AdminMakeRoomAdmin(ctx, p.RoomID, r.botID)
+		}
+		return err
 	}
 	if err := r.takeOverAsMember(ctx, p.RoomID, desired); err == nil {
 		log.Info().Msg("An adopted member let the bot into the room to adopt")
