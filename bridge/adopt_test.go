@@ -258,6 +258,12 @@ func TestAdoptExistingDeployment(t *testing.T) {
 	d := startLegacyDeployment(t, false)
 	b := d.adoptingBridge(t)
 	users := "/tenants/" + legacyTenant + "/users/"
+	// bob's profile already has his OpenMeet name: adopting him sets none.
+	if err := d.bob.Do(context.Background(), "PUT", "/_matrix/client/v3/profile/"+url.PathEscape(d.bob.UserID)+"/displayname",
+		map[string]string{"displayname": "Bob"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := b.HS.RequestCounts()["PUT profile/displayname"]
 	for _, u := range []struct {
 		slug string
 		mx   *harness.MatrixUser
@@ -270,6 +276,12 @@ func TestAdoptExistingDeployment(t *testing.T) {
 		if code := provision(t, b, "PUT", users+u.slug, body, &out); code != 200 || out.UserID != u.mx.UserID || out.State != "synced" {
 			t.Fatalf("adopt %s: %d %+v", u.slug, code, out)
 		}
+	}
+	if n := b.HS.RequestCounts()["PUT profile/displayname"] - before; n != 2 {
+		t.Fatalf("adopting alice, bob and carol set %d display names, want 2 (bob's was right)", n)
+	}
+	if name, _, err := d.alice.Profile(context.Background(), d.alice.UserID); err != nil || name != "Alice" {
+		t.Fatalf("alice's profile: %q %v", name, err)
 	}
 	// Refused, each with a clear error, and nothing stored.
 	for _, bad := range []struct {
