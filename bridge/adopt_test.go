@@ -229,6 +229,21 @@ func (d *legacyDeployment) checkAdopted(t *testing.T, b *bridge.Bridge) {
 	if pl[d.alice.UserID] != 100 || pl[d.bob.UserID] != 0 || pl[bot] != 100 {
 		t.Fatalf("event room power levels %v", pl)
 	}
+	// Nobody who was in a room before was taken out on the way.
+	for _, room := range []string{d.eventRoom, d.groupRoom} {
+		var members struct {
+			Chunk []timelineEvent `json:"chunk"`
+		}
+		filter := url.QueryEscape(`{"types":["m.room.member"]}`)
+		if err := d.alice.Do(ctx, "GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/messages?dir=b&limit=200&filter=%s", url.PathEscape(room), filter), nil, &members); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range members.Chunk {
+			if e.Content["membership"] == "leave" {
+				t.Errorf("%s left %s during the take-over", e.Sender, room)
+			}
+		}
+	}
 	// carol was not in the event room: the bridge brought her in as herself.
 	if _, in := joinedMembers(t, d.admin, d.eventRoom)[d.carol.UserID]; !in {
 		t.Fatal("carol was not joined to the event room")

@@ -85,7 +85,11 @@ func BenchmarkMigrate(b *testing.B) {
 	}
 	for i := range events + groups {
 		kind, slug := portalOf(i, events)
-		_ = enc.Encode(rec{"kind": kind, "tenant": benchTenant, "slug": slug, "name": "Portal " + slug,
+		visibility := "private"
+		if joined {
+			visibility = "public"
+		}
+		_ = enc.Encode(rec{"kind": kind, "tenant": benchTenant, "slug": slug, "name": "Portal " + slug, "visibility": visibility,
 			"room": "#" + kind + "-" + slug + "-" + benchTenant + ":localhost"})
 	}
 	memberships := users * perUser

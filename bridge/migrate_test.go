@@ -68,7 +68,7 @@ func TestMigrateExistingDeployment(t *testing.T) {
 		`{"kind":"user","tenant":"nowhere","slug":"eve","displayname":"Eve"}`,
 		`{"kind":"event","tenant":"tnt1","slug":"gone","name":"Gone","room":"#event-gone-tnt1:localhost"}`,
 		`{"kind":"membership","tenant":"tnt1","portal_kind":"event","portal_slug":"summer-party","user_slug":"dave","role":"attendee"}`,
-		`{"kind":"membership","tenant":"tnt1","portal_kind":"group","portal_slug":"hikers","user_slug":"bob","role":"wizard"}`,
+		`{"kind":"membership","tenant":"tnt1","portal_kind":"group","portal_slug":"hikers","user_slug":"carol","role":"wizard"}`,
 		`{"kind":"membership","tenant":"tnt1","portal_kind":"event","portal_slug":"gone","user_slug":"bob","role":"attendee"}`,
 	}
 	export := exportLines(t,

@@ -24,8 +24,10 @@ import (
 var ErrInterrupted = errors.New("interrupted; run again with the same input to resume")
 
 // maxRun is the most consecutive memberships of one portal sent as one
-// batch.
-const maxRun = 500
+// batch: the provisioning API's limit. A portal's members should arrive in
+// one batch: an adopted room's accounts that are not among the members the
+// bridge knows of leave it at the next sync.
+const maxRun = 10000
 
 // maxLine is the longest export line accepted.
 const maxLine = 1 << 20

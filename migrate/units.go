@@ -166,9 +166,7 @@ type memberSet struct {
 }
 
 // applyMemberships applies a run of memberships of one portal: one read
-// of the portal's members, then one batch with the lines that differ. When
-// the bridge refuses the batch (a bad role, an unknown user), each of
-// those lines is sent on its own, so only the bad ones fail.
+// of the portal's members, then one batch with the lines that differ.
 func (m *migration) applyMemberships(ctx context.Context, unit []line) []outcome {
 	first := unit[0].rec
 	path := portalPath(first.Tenant, first.PortalKind, first.PortalSlug)
@@ -191,7 +189,6 @@ func (m *migration) applyMemberships(ctx context.Context, unit []line) []outcome
 	for _, mem := range cur.Members {
 		roles[mem.UserSlug] = mem.Role
 	}
-	var set []memberSet
 	var changed []int
 	for i, l := range unit {
 		if roles[l.rec.UserSlug] == l.rec.Role {
@@ -199,23 +196,46 @@ func (m *migration) applyMemberships(ctx context.Context, unit []line) []outcome
 		}
 		outs[i].changed = true
 		outs[i].change = fmt.Sprintf("set %s as %s of %s %s/%s", l.rec.UserSlug, l.rec.Role, first.PortalKind, first.Tenant, first.PortalSlug)
-		set = append(set, memberSet{UserSlug: l.rec.UserSlug, Role: l.rec.Role})
 		changed = append(changed, i)
 	}
-	if len(set) == 0 || m.opts.DryRun {
+	if len(changed) == 0 || m.opts.DryRun {
 		return outs
 	}
-	_, err = m.c.do(ctx, http.MethodPost, path+"/members:batch", map[string]any{"set": set}, nil)
-	var apiErr *apiError
-	if err == nil || !errors.As(err, &apiErr) || !apiErr.permanent() {
-		for _, i := range changed {
-			outs[i].err = err
+	// The bridge applies a batch all or nothing and names the first bad
+	// user or role in its refusal: the lines it names fail with that
+	// reason and the rest is sent again as one batch. Single PUTs instead
+	// would apply a portal's members piecemeal, and an adopted room's
+	// accounts not yet applied would leave it in between.
+	for len(changed) > 0 {
+		set := make([]memberSet, len(changed))
+		for j, i := range changed {
+			set[j] = memberSet{UserSlug: unit[i].rec.UserSlug, Role: unit[i].rec.Role}
 		}
-		return outs
-	}
-	for _, i := range changed {
-		rec := unit[i].rec
-		_, outs[i].err = m.c.do(ctx, http.MethodPut, path+"/members/"+escape(rec.UserSlug), map[string]string{"role": rec.Role}, nil)
+		_, err = m.c.do(ctx, http.MethodPost, path+"/members:batch", map[string]any{"set": set}, nil)
+		var apiErr *apiError
+		if err == nil || !errors.As(err, &apiErr) || !apiErr.permanent() {
+			for _, i := range changed {
+				outs[i].err = err
+			}
+			return outs
+		}
+		var rest []int
+		for _, i := range changed {
+			rec := unit[i].rec
+			if strings.Contains(apiErr.Message, `"`+rec.UserSlug+`"`) || strings.Contains(apiErr.Message, `"`+rec.Role+`"`) {
+				outs[i].err = err
+			} else {
+				rest = append(rest, i)
+			}
+		}
+		if len(rest) == len(changed) {
+			// The refusal names no line: none of them was applied.
+			for _, i := range changed {
+				outs[i].err = err
+			}
+			return outs
+		}
+		changed = rest
 	}
 	return outs
 }
