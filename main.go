@@ -37,6 +37,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return runMigrate(args[1:], exampleConfig, stdout, stderr)
+	}
 	flags := flag.NewFlagSet("openmeet-bridge", flag.ContinueOnError)
 	// Parse's own messages are discarded: a requested -h prints the usage
 	// on stdout and exits 0; a mistake is one line on stderr, via main.
@@ -93,7 +96,8 @@ func usage(flags *flag.FlagSet, w io.Writer) {
 
 Bridges OpenMeet events and groups to Matrix rooms on a Synapse homeserver,
 as a Matrix application service. Start with -g to write a config and a
-registration; see README.md.
+registration; see README.md. "openmeet-bridge migrate -h" describes the
+migration of an existing deployment.
 
 Flags:
 `)

@@ -19,6 +19,9 @@ var (
 	errPortalClosed = mautrix.RespError{ErrCode: "NET.OPENMEET.PORTAL_CLOSED", StatusCode: http.StatusConflict}
 	errNotFound     = mautrix.MNotFound
 	errInvalid      = mautrix.MInvalidParam
+	// errConflict: the request contradicts what the bridge already has
+	// (an adopted account or room that cannot change).
+	errConflict = mautrix.RespError{ErrCode: "NET.OPENMEET.CONFLICT", StatusCode: http.StatusConflict}
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/ident"
 )
@@ -17,6 +19,10 @@ type portalRequest struct {
 	// EnsureRoom asks for the room to be created now rather than when its
 	// first member arrives.
 	EnsureRoom bool `json:"ensure_room"`
+	// Room adopts an existing room (a room ID, or an alias
+	// #event-{slug}-{tenant}:{server} / #group-{slug}-{tenant}:{server} of
+	// OpenMeet's earlier integration) instead of creating one.
+	Room string `json:"room"`
 }
 
 type portalResponse struct {
@@ -77,10 +83,23 @@ func (p *Provisioning) putPortal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	var adopt id.RoomID
+	if req.Room != "" {
+		var ok bool
+		if adopt, ok = p.adoptRoom(w, r, key, req.Room); !ok {
+			return
+		}
+	}
 	row := &database.Portal{Tenant: key.Tenant, Kind: key.Kind, Slug: key.Slug, Alias: alias,
 		Name: req.Name, Topic: req.Topic, Visibility: req.Visibility}
 	if _, err = p.db.Portals.Put(ctx, row); err == nil && req.EnsureRoom {
 		_, err = p.db.Portals.RequestRoom(ctx, key)
+	}
+	if err == nil && adopt != "" {
+		// The next sync finds the bot outside the room and takes it over.
+		if err = p.db.Portals.SetRoomID(ctx, key, adopt); err == nil {
+			err = p.db.Portals.Bump(ctx, key)
+		}
 	}
 	if err != nil {
 		p.internalError(w, r, err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/portal"
 )
@@ -12,6 +14,9 @@ type userRequest struct {
 	Displayname string `json:"displayname"`
 	// AvatarURL is an mxc:// URI or an https URL; empty for none.
 	AvatarURL string `json:"avatar_url"`
+	// MatrixUserID adopts an existing account of OpenMeet's earlier
+	// integration (@{slug}_{tenant}:{server}) instead of creating a ghost.
+	MatrixUserID string `json:"matrix_user_id"`
 }
 
 type userResponse struct {
@@ -46,6 +51,7 @@ func (p *Provisioning) putUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req userRequest
+	var ok bool
 	if !readJSON(w, r, p.maxBody, &req) {
 		return
 	}
@@ -58,9 +64,15 @@ func (p *Provisioning) putUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userID, err := p.portals.Namer().GhostID(tenant, slug)
-	if err != nil {
+	if err != nil && req.MatrixUserID == "" {
 		errInvalid.WithMessage("tenant and slug cannot form a Matrix ID: %s", err.Error()).Write(w)
 		return
+	}
+	adopted := req.MatrixUserID != ""
+	if adopted {
+		if userID, ok = p.checkAdoption(w, r, tenant, slug, id.UserID(req.MatrixUserID)); !ok {
+			return
+		}
 	}
 	g := &database.Ghost{Tenant: tenant, Slug: slug, UserID: userID, Displayname: req.Displayname, AvatarSource: req.AvatarURL}
 	if portal.IsMXC(req.AvatarURL) {
@@ -69,6 +81,13 @@ func (p *Provisioning) putUser(w http.ResponseWriter, r *http.Request) {
 	if _, err := p.db.Ghosts.Put(r.Context(), g); err != nil {
 		p.internalError(w, r, err)
 		return
+	}
+	if adopted {
+		// The account exists: it must never be registered.
+		if err := p.db.Ghosts.MarkRegistered(r.Context(), userID); err != nil {
+			p.internalError(w, r, err)
+			return
+		}
 	}
 	stored, err := p.db.Ghosts.Get(r.Context(), tenant, slug)
 	if err != nil {
@@ -98,4 +117,51 @@ func (p *Provisioning) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, newUserResponse(g))
+}
+
+// checkAdoption decides whether (tenant, slug) may adopt the existing
+// account userID: it must be in the legacy namespace of that tenant on this
+// server, exist on the homeserver, and belong to nobody else here; a user
+// already provisioned keeps the account it has. On failure it has written
+// the error.
+func (p *Provisioning) checkAdoption(w http.ResponseWriter, r *http.Request, tenant, slug string, userID id.UserID) (id.UserID, bool) {
+	ctx := r.Context()
+	if err := p.portals.Namer().Legacy().CheckAdoption(userID, tenant); err != nil {
+		errInvalid.WithMessage("matrix_user_id: %s", err.Error()).Write(w)
+		return "", false
+	}
+	if _, _, err := p.portals.Namer().ParseGhost(userID); err == nil {
+		errInvalid.WithMessage("matrix_user_id: %s is in the bridge's own ghost namespace, not an existing account", userID).Write(w)
+		return "", false
+	}
+	existing, err := p.db.Ghosts.Get(ctx, tenant, slug)
+	if err != nil {
+		p.internalError(w, r, err)
+		return "", false
+	}
+	if existing != nil {
+		if existing.UserID != userID {
+			errConflict.WithMessage("user %q of tenant %q already has the Matrix account %s; it cannot change to %s",
+				slug, tenant, existing.UserID, userID).Write(w)
+			return "", false
+		}
+		return userID, true
+	}
+	owner, err := p.db.Ghosts.GetByUserID(ctx, userID)
+	if err != nil {
+		p.internalError(w, r, err)
+		return "", false
+	}
+	if owner != nil {
+		errConflict.WithMessage("%s is already the account of user %q of tenant %q", userID, owner.Slug, owner.Tenant).Write(w)
+		return "", false
+	}
+	if err := p.portals.CheckAccount(ctx, userID); errors.Is(err, portal.ErrNoAccount) {
+		errInvalid.WithMessage("matrix_user_id: %s", err.Error()).Write(w)
+		return "", false
+	} else if err != nil {
+		p.homeserverUnavailable(w, r, err)
+		return "", false
+	}
+	return userID, true
 }

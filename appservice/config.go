@@ -26,6 +26,10 @@ const MinTokenLength = 32
 type HomeserverConfig struct {
 	Address string `yaml:"address"`
 	Domain  string `yaml:"domain"`
+	// AdminToken is the access token of a Synapse server admin, used only to
+	// take over existing rooms the bot cannot get into otherwise; empty for
+	// none.
+	AdminToken string `yaml:"admin_token"`
 }
 
 // BotConfig describes the bridge bot.
@@ -48,6 +52,14 @@ type Config struct {
 	GhostTemplate string    `yaml:"ghost_template"`
 	AliasTemplate string    `yaml:"alias_template"`
 	MaxBodyBytes  int64     `yaml:"max_body_bytes"`
+	// LegacyUsers names the tenants whose existing Matrix accounts
+	// (@{slug}_{tenant}) the bridge may adopt.
+	LegacyUsers LegacyUsersConfig `yaml:"legacy_users"`
+}
+
+// LegacyUsersConfig is appservice.legacy_users.
+type LegacyUsersConfig struct {
+	Tenants []string `yaml:"tenants"`
 }
 
 // serverNameRegex is the server name grammar of the Matrix specification:
@@ -100,6 +112,11 @@ func (c *Config) Validate(domain string) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("appservice.ghost_template/alias_template: %w", err))
 	}
+	if namer != nil {
+		if _, err := namer.WithLegacyTenants(c.LegacyUsers.Tenants); err != nil {
+			errs = append(errs, fmt.Errorf("appservice.legacy_users.tenants: %w", err))
+		}
+	}
 	if err := id.ValidateUserLocalpart(c.Bot.Username); err != nil || c.Bot.Username == "" {
 		errs = append(errs, fmt.Errorf("appservice.bot.username: %q is not a valid Matrix localpart", c.Bot.Username))
 	} else if namer != nil {
@@ -120,7 +137,11 @@ func (c *Config) Validate(domain string) error {
 
 // Namer returns the identifier mapping this config describes.
 func (c *Config) Namer(domain string) (*ident.Namer, error) {
-	return ident.NewNamer(domain, c.GhostTemplate, c.AliasTemplate)
+	namer, err := ident.NewNamer(domain, c.GhostTemplate, c.AliasTemplate)
+	if err != nil {
+		return nil, err
+	}
+	return namer.WithLegacyTenants(c.LegacyUsers.Tenants)
 }
 
 // BotUserID is the bot's Matrix ID.

@@ -20,6 +20,7 @@ import (
 type Homeserver struct {
 	as       *mxas.AppService
 	cfg      *Config
+	hsCfg    *HomeserverConfig
 	log      zerolog.Logger
 	ready    atomic.Bool
 	requests *requestCounter
@@ -69,7 +70,7 @@ func NewHomeserver(cfg *Config, hs *HomeserverConfig, log zerolog.Logger) (*Home
 	// make them now, before any other goroutine can ask for them.
 	as.BotClient()
 	as.BotIntent()
-	return &Homeserver{as: as, cfg: cfg, log: log, requests: counter}, nil
+	return &Homeserver{as: as, cfg: cfg, hsCfg: hs, log: log, requests: counter}, nil
 }
 
 // RequestCounts returns how many requests the bridge has sent to the

@@ -40,6 +40,10 @@ func NewRegistration(cfg *Config, domain string) (*mxas.Registration, error) {
 		SoruEphemeralEvents: true,
 	}
 	reg.Namespaces.UserIDs.Register(regexp.MustCompile(namer.UserNamespaceRegex()), true)
+	if legacy := namer.Legacy().Regex(); legacy != "" {
+		// Not exclusive: the accounts exist and their owners keep using them.
+		reg.Namespaces.UserIDs.Register(regexp.MustCompile(legacy), false)
+	}
 	reg.Namespaces.RoomAliases.Register(regexp.MustCompile(namer.AliasNamespaceRegex()), true)
 	return reg, nil
 }
@@ -66,6 +70,9 @@ func CheckRegistration(reg *mxas.Registration, cfg *Config, domain string) error
 		if !hasNamespace(reg.Namespaces.UserIDs, namer.UserNamespaceRegex()) {
 			errs = append(errs, fmt.Errorf("registration lacks the exclusive user namespace %s", namer.UserNamespaceRegex()))
 		}
+		if legacy := namer.Legacy().Regex(); legacy != "" && !hasNamespaceAny(reg.Namespaces.UserIDs, legacy) {
+			errs = append(errs, fmt.Errorf("registration lacks the legacy user namespace %s (appservice.legacy_users)", legacy))
+		}
 		if !hasNamespace(reg.Namespaces.RoomAliases, namer.AliasNamespaceRegex()) {
 			errs = append(errs, fmt.Errorf("registration lacks the exclusive alias namespace %s", namer.AliasNamespaceRegex()))
 		}
@@ -79,6 +86,15 @@ func CheckRegistration(reg *mxas.Registration, cfg *Config, domain string) error
 func hasNamespace(list mxas.NamespaceList, regex string) bool {
 	for _, ns := range list {
 		if ns.Regex == regex && ns.Exclusive {
+			return true
+		}
+	}
+	return false
+}
+
+func hasNamespaceAny(list mxas.NamespaceList, regex string) bool {
+	for _, ns := range list {
+		if ns.Regex == regex {
 			return true
 		}
 	}

@@ -117,3 +117,36 @@ func (q *RoomMemberQuery) Displayname(ctx context.Context, roomID id.RoomID, use
 	}
 	return name, err
 }
+
+// BackfilledMember is a membership read from a room's state rather than
+// pushed by Synapse.
+type BackfilledMember struct {
+	UserID      id.UserID
+	Membership  event.Membership
+	Displayname string
+	EventID     id.EventID
+}
+
+// A backfilled row never replaces one that a pushed event wrote.
+const backfillMemberQuery = `
+	INSERT INTO room_member (room_id, user_id, membership, displayname, event_id, stream_pos)
+	VALUES ($1, $2, $3, $4, $5, 0)
+	ON CONFLICT (room_id, user_id) DO NOTHING`
+
+// Backfill records memberships of roomID that Synapse never pushed (members
+// who joined before the bridge was interested in the room). Rows already
+// present are left alone; the new ones have position 0, so any member event
+// pushed later overwrites them.
+func (q *RoomMemberQuery) Backfill(ctx context.Context, roomID id.RoomID, rows []BackfilledMember) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	return q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		for _, m := range rows {
+			if _, err := q.db.Exec(ctx, backfillMemberQuery, roomID, m.UserID, m.Membership, m.Displayname, m.EventID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -68,3 +68,37 @@ func TestMemberRowsAndEventPositions(t *testing.T) {
 		}
 	})
 }
+
+// TestBackfillMembers: memberships read from a room's state fill only rows
+// Synapse never pushed, and any pushed member event replaces them.
+func TestBackfillMembers(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		if _, err := appendTxn(ctx, db, "t1", []*database.LoggedEvent{member("$l", "!r", "@bob:test", event.MembershipLeave)}); err != nil {
+			t.Fatal(err)
+		}
+		err := db.Members.Backfill(ctx, "!r", []database.BackfilledMember{
+			{UserID: "@bob:test", Membership: event.MembershipJoin, EventID: "$old"},
+			{UserID: "@alice:test", Membership: event.MembershipJoin, Displayname: "Alice", EventID: "$a"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := db.Members.Membership(ctx, "!r", "@bob:test"); m != event.MembershipLeave {
+			t.Fatalf("backfill overwrote a pushed row: %s", m)
+		}
+		row, err := db.Members.Get(ctx, "!r", "@alice:test")
+		if err != nil || row == nil || row.Membership != event.MembershipJoin || row.Position != 0 || row.EventID != "$a" {
+			t.Fatalf("alice's backfilled row %+v %v", row, err)
+		}
+		if rooms, _ := db.Members.JoinedRooms(ctx, "@alice:test"); len(rooms) != 1 {
+			t.Fatalf("alice's rooms %v", rooms)
+		}
+		if _, err := appendTxn(ctx, db, "t2", []*database.LoggedEvent{member("$al", "!r", "@alice:test", event.MembershipLeave)}); err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := db.Members.Membership(ctx, "!r", "@alice:test"); m != event.MembershipLeave {
+			t.Fatalf("a pushed event did not replace the backfilled row: %s", m)
+		}
+	})
+}

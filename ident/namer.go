@@ -30,6 +30,7 @@ type Namer struct {
 	domain string
 	ghost  *template
 	alias  *template
+	legacy *LegacyUsers
 }
 
 // NewNamer checks both templates and returns a Namer for domain.
@@ -46,6 +47,35 @@ func NewNamer(domain, ghostTemplate, aliasTemplate string) (*Namer, error) {
 		return nil, err
 	}
 	return &Namer{domain: domain, ghost: ghost, alias: alias}, nil
+}
+
+// WithLegacyTenants returns a copy of n that also knows the legacy
+// accounts of tenants (see LegacyUsers).
+func (n *Namer) WithLegacyTenants(tenants []string) (*Namer, error) {
+	legacy, err := NewLegacyUsers(n.domain, tenants)
+	if err != nil {
+		return nil, err
+	}
+	c := *n
+	c.legacy = legacy
+	return &c, nil
+}
+
+// Legacy is the legacy user namespace (possibly without tenants).
+func (n *Namer) Legacy() *LegacyUsers {
+	if n.legacy == nil {
+		return &LegacyUsers{domain: n.domain}
+	}
+	return n.legacy
+}
+
+// Managed reports whether the bridge may act as userID and move it in and
+// out of rooms: one of its ghosts, or an account of the legacy namespace.
+func (n *Namer) Managed(userID id.UserID) bool {
+	if _, _, err := n.ParseGhost(userID); err == nil {
+		return true
+	}
+	return n.legacy.Contains(userID)
 }
 
 // Domain is the homeserver's server name.

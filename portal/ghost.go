@@ -43,6 +43,16 @@ func (r *Registry) applyGhost(ctx context.Context, g *database.Ghost) error {
 		}
 	}
 	client := r.hs.Intent(g.UserID).Client
+	if g.DisplaynameApplied == nil && !r.isOwnGhost(g.UserID) {
+		// An adopted account already has a profile: setting the same name
+		// again would still send a member event into each of its rooms.
+		if profile, err := client.GetProfile(ctx, g.UserID); err == nil {
+			g.DisplaynameApplied = &profile.DisplayName
+			if g.AvatarApplied == nil && profile.AvatarURL.String() == mxc {
+				g.AvatarApplied = &mxc
+			}
+		}
+	}
 	if g.DisplaynameApplied == nil || *g.DisplaynameApplied != g.Displayname {
 		if err := client.SetDisplayName(ctx, g.Displayname); err != nil {
 			return fmt.Errorf("failed to set display name: %w", err)
@@ -93,4 +103,11 @@ func (r *Registry) uploadAvatar(ctx context.Context, source string) (string, err
 		return "", fmt.Errorf("failed to upload avatar: %w", err)
 	}
 	return resp.ContentURI.String(), nil
+}
+
+// isOwnGhost reports whether userID is a ghost the bridge created (as
+// opposed to an adopted account).
+func (r *Registry) isOwnGhost(userID id.UserID) bool {
+	_, _, err := r.namer.ParseGhost(userID)
+	return err == nil
 }

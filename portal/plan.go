@@ -74,7 +74,7 @@ func (r *Registry) makePlan(p *database.Portal, desired map[id.UserID]desiredMem
 		return pl, nil
 	}
 	r.planSettings(pl, p, state)
-	r.planMembers(pl, p, desired, state)
+	r.planMembers(pl, p, desired, state, len(desired) > 0)
 	return pl, r.planPowerLevels(pl, p, desired, state)
 }
 
@@ -116,7 +116,13 @@ func (r *Registry) planSettings(pl *plan, p *database.Portal, state mautrix.Room
 			if _, err := r.hs.Bot().Client.CreateAlias(ctx, p.Alias, p.RoomID); err != nil && !isAliasExists(err) {
 				return fmt.Errorf("failed to create alias: %w", err)
 			}
-			return r.sendState(p.RoomID, event.StateCanonicalAlias, &event.CanonicalAliasEventContent{Alias: p.Alias})(ctx)
+			content := keepOldAliases(canonical, p.Alias)
+			err := r.sendState(p.RoomID, event.StateCanonicalAlias, content)(ctx)
+			if err != nil && len(content.AltAliases) > 0 {
+				// Synapse refuses alternatives that no longer point to the room.
+				err = r.sendState(p.RoomID, event.StateCanonicalAlias, &event.CanonicalAliasEventContent{Alias: p.Alias})(ctx)
+			}
+			return err
 		}})
 	}
 }
@@ -149,7 +155,11 @@ func (r *Registry) joinRuleAction(roomID id.RoomID, rule event.JoinRule) action 
 
 // planMembers joins the ghosts that should be in the room and takes out the
 // ghosts that should not. Users who are not ghosts are left alone.
-func (r *Registry) planMembers(pl *plan, p *database.Portal, desired map[id.UserID]desiredMember, state mautrix.RoomStateMap) {
+//
+// Adopted accounts (the legacy namespace) are taken out only when
+// removeAdopted is set: a room taken over with no members provisioned yet
+// keeps its members until the portal's member list arrives.
+func (r *Registry) planMembers(pl *plan, p *database.Portal, desired map[id.UserID]desiredMember, state mautrix.RoomStateMap, removeAdopted bool) {
 	for userID, m := range desired {
 		current := membershipIn(state, userID)
 		if current == event.MembershipJoin {
@@ -163,7 +173,8 @@ func (r *Registry) planMembers(pl *plan, p *database.Portal, desired map[id.User
 	for stateKey, evt := range state[event.StateMember] {
 		userID := id.UserID(stateKey)
 		m := evt.Content.AsMember().Membership
-		if _, want := desired[userID]; want || !r.isGhost(userID) || (m != event.MembershipJoin && m != event.MembershipInvite) {
+		if _, want := desired[userID]; want || !r.isGhost(userID) || (m != event.MembershipJoin && m != event.MembershipInvite) ||
+			(!removeAdopted && !r.isOwnGhost(userID)) {
 			continue
 		}
 		pl.members = append(pl.members, action{fmt.Sprintf("remove %s (now %s)", userID, m), func(ctx context.Context) error {
@@ -218,6 +229,11 @@ func (r *Registry) planPowerLevels(pl *plan, p *database.Portal, desired map[id.
 		set(userID, m.level)
 	}
 	for userID, level := range levels.Users {
+		// As with memberships: an adopted room's admins keep their levels
+		// until the portal's member list arrives.
+		if len(desired) == 0 && !r.isOwnGhost(userID) {
+			continue
+		}
 		if _, want := desired[userID]; !want && userID != r.botID && r.isGhost(userID) {
 			delete(levels.Users, userID)
 			changes = append(changes, fmt.Sprintf("%s %d→(removed)", userID, level))
@@ -317,7 +333,7 @@ func creatorOf(state mautrix.RoomStateMap) id.UserID {
 // invite-only, as configured. The bot stays, so the history is kept.
 func (r *Registry) planClose(pl *plan, p *database.Portal, state mautrix.RoomStateMap) {
 	if r.cfg.Close.RemoveMembers {
-		r.planMembers(pl, p, nil, state)
+		r.planMembers(pl, p, nil, state, true)
 	}
 	if r.cfg.Close.DeleteAlias {
 		if canonical := stateContent(state, event.StateCanonicalAlias); canonical != nil && canonical.AsCanonicalAlias().Alias == p.Alias {
@@ -346,4 +362,21 @@ func describeMembership(m event.Membership) string {
 		return "never joined"
 	}
 	return string(m)
+}
+
+// keepOldAliases makes alias the canonical one and keeps the aliases the
+// room had (an adopted room's #event-… alias) as alternatives, so links and
+// clients that use them keep working.
+func keepOldAliases(current *event.Content, alias id.RoomAlias) *event.CanonicalAliasEventContent {
+	out := &event.CanonicalAliasEventContent{Alias: alias}
+	if current == nil {
+		return out
+	}
+	old := current.AsCanonicalAlias()
+	for _, a := range append([]id.RoomAlias{old.Alias}, old.AltAliases...) {
+		if a != "" && a != alias && !slices.Contains(out.AltAliases, a) {
+			out.AltAliases = append(out.AltAliases, a)
+		}
+	}
+	return out
 }

@@ -77,9 +77,9 @@ func (r *Registry) applyPortal(ctx context.Context, p *database.Portal) error {
 			return err
 		}
 	}
-	state, err := r.hs.Bot().Client.State(ctx, p.RoomID)
+	state, err := r.readState(ctx, p, desired)
 	if err != nil {
-		return fmt.Errorf("failed to read room state: %w", err)
+		return err
 	}
 	pl, err := r.makePlan(p, desired, state)
 	if err != nil {
@@ -187,10 +187,9 @@ func (r *Registry) parallel(ctx context.Context, work []func(context.Context) er
 	return errors.Join(errs...)
 }
 
-func (r *Registry) isGhost(userID id.UserID) bool {
-	_, _, err := r.namer.ParseGhost(userID)
-	return err == nil
-}
+// isGhost reports whether the bridge moves userID in and out of rooms: one
+// of its ghosts or an adopted (legacy namespace) account.
+func (r *Registry) isGhost(userID id.UserID) bool { return r.namer.Managed(userID) }
 
 func stateContent(state mautrix.RoomStateMap, evtType event.Type) *event.Content {
 	evt := state[evtType][""]

@@ -251,7 +251,11 @@ func (f *formatter) sender(ctx context.Context, roomID id.RoomID, userID id.User
 	if info.Displayname == "" {
 		info.Displayname = userID.Localpart()
 	}
-	f.senders.Add(key, info)
+	// Only OpenMeet users are cached: an existing account may be adopted
+	// (become an OpenMeet user) at any time.
+	if ghost != nil {
+		f.senders.Add(key, info)
+	}
 	return info, nil
 }
 

@@ -335,6 +335,13 @@ func (p *Processor) handleBotMembership(ctx context.Context, logged *database.Lo
 	bot := p.hs.Bot().Client
 	switch evt.Content.AsMember().Membership {
 	case event.MembershipInvite:
+		if existing, err := p.db.Portals.GetByRoomID(ctx, logged.RoomID); err != nil {
+			log.Warn().Err(err).Msg("Failed to check whether an invite is to a portal's room; not answering it")
+			return false
+		} else if existing != nil {
+			// A portal's room being taken over: the portal's sync joins it.
+			return false
+		}
 		if p.Level(logged.Sender) == LevelNone {
 			log.Info().Msg("Declining invite from user without permission")
 			// The reason is what the inviter sees as the answer.

@@ -33,6 +33,9 @@ type SynapseOptions struct {
 	BotLocalpart string // default "openmeetbot"
 	UserRegex    string // default ^@openmeet_.*:<server>$
 	AliasRegex   string // default ^#openmeet_.*:<server>$
+	// LegacyUserRegex, when set, is a non-exclusive user namespace (the
+	// accounts of a deployment the bridge adopts).
+	LegacyUserRegex string
 	// Port is the client listener's port; 0 picks a free one.
 	Port int
 	// ASPort is the port the bridge must listen on, which the
@@ -130,12 +133,16 @@ func (s *Synapse) writeFiles(python string, opts SynapseOptions) error {
 		UserRegex: opts.UserRegex, AliasRegex: opts.AliasRegex,
 		Port: asPort, URL: fmt.Sprintf("http://127.0.0.1:%d", asPort),
 	}
+	users := []map[string]any{{"regex": s.AS.UserRegex, "exclusive": true}}
+	if opts.LegacyUserRegex != "" {
+		users = append(users, map[string]any{"regex": opts.LegacyUserRegex, "exclusive": false})
+	}
 	reg := map[string]any{
 		"id": s.AS.ID, "url": s.AS.URL, "as_token": s.AS.ASToken, "hs_token": s.AS.HSToken,
 		"sender_localpart": s.AS.BotLocalpart, "rate_limited": false,
 		"receive_ephemeral": true, "de.sorunome.msc2409.push_ephemeral": true,
 		"namespaces": map[string]any{
-			"users":   []map[string]any{{"regex": s.AS.UserRegex, "exclusive": true}},
+			"users":   users,
 			"aliases": []map[string]any{{"regex": s.AS.AliasRegex, "exclusive": true}},
 		},
 	}

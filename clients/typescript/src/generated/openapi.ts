@@ -60,7 +60,9 @@ export interface paths {
                 400: components["responses"]["Error"];
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
+                409: components["responses"]["Error"];
                 413: components["responses"]["Error"];
+                502: components["responses"]["Error"];
             };
         };
         post?: never;
@@ -175,7 +177,10 @@ export interface paths {
                 200: components["responses"]["Portal"];
                 202: components["responses"]["Portal"];
                 400: components["responses"]["Error"];
+                404: components["responses"]["Error"];
+                409: components["responses"]["Error"];
                 413: components["responses"]["Error"];
+                502: components["responses"]["Error"];
             };
         };
         post?: never;
@@ -1489,6 +1494,8 @@ export interface components {
             displayname: string;
             /** @description mxc:// URI or https URL */
             avatar_url?: string;
+            /** @description Adopt this existing account (@{slug}_{tenant}:{server} of a tenant in appservice.legacy_users.tenants) instead of creating a ghost. The bridge acts as it through the appservice, with no token of its own. 400 when it is outside that namespace or does not exist, 409 when another user has it or this user already has a different account. */
+            matrix_user_id?: string;
         };
         User: {
             tenant: string;
@@ -1506,6 +1513,8 @@ export interface components {
             /** @enum {string} */
             visibility?: "public" | "private";
             ensure_room?: boolean;
+            /** @description Adopt this existing room (a room ID, or an alias #event-{slug}-{tenant}:{server} / #group-{slug}-{tenant}:{server} of this portal's tenant and kind) with its history instead of creating one. 400 for a bad reference, 404 when the alias points nowhere, 409 when the portal already has another room or the room belongs to another portal. */
+            room?: string;
         };
         Portal: {
             tenant: string;
