@@ -298,6 +298,21 @@ func TestAdoptExistingDeployment(t *testing.T) {
 	if name, _, err := d.alice.Profile(context.Background(), d.alice.UserID); err != nil || name != "Alice" {
 		t.Fatalf("alice's profile: %q %v", name, err)
 	}
+	// bob's stream, open before his rooms are taken over. In a real
+	// deployment he joined them before the bridge's registration named his
+	// account, so Synapse never pushed his member events; here the harness's
+	// registration had the legacy namespace from the start, so his rows are
+	// removed to be as they would be. The bridge then learns of his rooms
+	// from their state; his stream is ended and starts again (resuming)
+	// with them.
+	if _, err := b.DB.Exec(context.Background(), "DELETE FROM room_member WHERE user_id = $1", d.bob.UserID); err != nil {
+		t.Fatal(err)
+	}
+	early, code := openStream(t, b, mintJWT(t, jwtSecret, legacyTenant, "bob", time.Hour), "", "")
+	if code != 200 {
+		t.Fatalf("bob's early stream: %d", code)
+	}
+	defer early.close()
 	// Refused, each with a clear error, and nothing stored.
 	for _, bad := range []struct {
 		slug, mxid string
@@ -350,6 +365,25 @@ func TestAdoptExistingDeployment(t *testing.T) {
 		"room": "#event-summer-party-" + legacyTenant + ":localhost"}, &p); code != 200 || p.RoomID != d.eventRoom {
 		t.Fatalf("adopt event room: %d %+v", code, p)
 	}
+	lastID := ""
+	ended := time.After(30 * time.Second)
+	for open := true; open; {
+		select {
+		case evt, ok := <-early.events:
+			if !ok {
+				open = false
+			} else if evt.ID != "" {
+				lastID = evt.ID
+			}
+		case <-ended:
+			t.Fatal("bob's stream did not end when his event's room was taken over")
+		}
+	}
+	resumed, code := openStream(t, b, mintJWT(t, jwtSecret, legacyTenant, "bob", time.Hour), "", lastID)
+	if code != 200 {
+		t.Fatalf("bob's resumed stream: %d", code)
+	}
+	defer resumed.close()
 	set := []map[string]string{{"user_slug": "alice", "role": "host"}, {"user_slug": "bob", "role": "attendee"}, {"user_slug": "carol", "role": "attendee"}}
 	var br struct {
 		Portal portalOut `json:"portal"`
@@ -370,6 +404,7 @@ func TestAdoptExistingDeployment(t *testing.T) {
 		t.Fatalf("swapping the group's room: %d %s", status, raw)
 	}
 	d.checkAdopted(t, b)
+	resumed.waitFor(t, "bob's message on his resumed stream", isMessage("after: bob through the bridge"))
 
 	// whois knows adopted accounts both ways.
 	dm := openDM(t, d.admin, "@"+d.hs.AS.BotLocalpart+":"+d.hs.ServerName)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	mxas "maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/openmeet-team/openmeet-bridge/api"
 	"github.com/openmeet-team/openmeet-bridge/appservice"
@@ -220,6 +221,12 @@ func (b *Bridge) wire() error {
 	b.Outbox = portal.NewOutbox(b.DB, b.HS, b.Log)
 	if b.Config.ClientAPI.Enabled {
 		b.Hub = sse.NewHub(b.DB, b.Config.ClientAPI.Stream, b.Log)
+		hub := b.Hub
+		b.Portals.OnMembersRecorded(func(roomID id.RoomID, users []id.UserID) {
+			if n := hub.Restart(users); n > 0 {
+				b.Log.Info().Stringer("room_id", roomID).Int("streams", n).Msg("Restarted streams of members recorded from an adopted room's state")
+			}
+		})
 		if b.Client, err = api.NewClient(&b.Config.ClientAPI, b.DB, b.Portals, b.Outbox, b.Hub, b.Log); err != nil {
 			return err
 		}

@@ -270,6 +270,15 @@ func (r *Registry) backfillMembers(ctx context.Context, roomID id.RoomID, state 
 	if err := r.db.Members.Backfill(ctx, roomID, rows); err != nil {
 		return fmt.Errorf("failed to record the room's members: %w", err)
 	}
+	var joined []id.UserID
+	for _, m := range rows {
+		if m.Membership == event.MembershipJoin {
+			joined = append(joined, m.UserID)
+		}
+	}
+	if len(joined) > 0 && r.membersRecorded != nil {
+		r.membersRecorded(roomID, joined)
+	}
 	return nil
 }
 

@@ -50,6 +50,18 @@ type Registry struct {
 
 	locksMu sync.Mutex
 	locks   map[database.PortalKey]*sync.Mutex
+
+	// membersRecorded, when set, is told who was recorded as joined to a
+	// room from its state (see OnMembersRecorded).
+	membersRecorded func(roomID id.RoomID, users []id.UserID)
+}
+
+// OnMembersRecorded sets fn to be called after members of an adopted room
+// were recorded from its state rather than from member events, with the
+// users recorded as joined: their open streams do not follow the room yet.
+// Call it before the registry starts.
+func (r *Registry) OnMembersRecorded(fn func(roomID id.RoomID, users []id.UserID)) {
+	r.membersRecorded = fn
 }
 
 type retryState struct {

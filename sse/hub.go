@@ -255,6 +255,25 @@ func (h *Hub) currentPosition() int64 {
 	return h.position
 }
 
+// Restart ends the open streams of users so that they start again, as
+// clients do after a stream ends (resuming from their Last-Event-ID): a
+// new start reads the rooms a user is in afresh. It is for rooms a user
+// joined without a member event in the log (an adopted room's members,
+// recorded from its state), which a running stream would not follow. It
+// answers how many streams were ended.
+func (h *Hub) Restart(users []id.UserID) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, user := range users {
+		for sub := range h.byUser[user] {
+			h.dropLocked(sub, dropRoomsChanged)
+			n++
+		}
+	}
+	return n
+}
+
 // Connections is the number of open streams.
 func (h *Hub) Connections() int {
 	h.mu.Lock()

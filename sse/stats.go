@@ -4,6 +4,10 @@ package sse
 // behind (it resumes with Last-Event-ID and loses nothing).
 const dropTooSlow = "too slow"
 
+// dropRoomsChanged ends a stream whose user is now in rooms it learnt of
+// without a member event (see Hub.Restart).
+const dropRoomsChanged = "rooms changed"
+
 // Stats counts, since the hub was made, the new streams refused by each
 // limit and the streams cut off for being too slow: what tells operators
 // a client reconnecting in a loop, or a bridge at its capacity, from
