@@ -38,12 +38,8 @@ const spoolKeep = time.Hour
 // spooled file instead of an mxc URI (see Prepare). Call Check first. On
 // any error nothing is kept.
 func (s *Service) Spool(ctx context.Context, userID id.UserID, txnID string, body io.Reader, size int64, mediaType, filename string) (map[string]any, error) {
-	prefix := make([]byte, min(size, prefixSize))
-	if _, err := io.ReadFull(body, prefix); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTruncated, err)
-	}
-	info := &event.FileInfo{MimeType: mediaType, Size: int(size)}
-	if err := inspect(prefix, mediaType, info); err != nil {
+	prefix, info, err := readHead(body, size, mediaType)
+	if err != nil {
 		return nil, err
 	}
 	if n, err := s.DB.MediaSpool.Prune(ctx, time.Now().Add(-spoolKeep)); err != nil {

@@ -122,15 +122,26 @@ func (s *Service) Check(ctx context.Context, size int64, mediaType string) (spoo
 	return spool, nil
 }
 
-// Upload streams a file of size bytes to Synapse as userID and makes the
-// m.image, m.video, m.audio or m.file content for it. Call Check first.
-func (s *Service) Upload(ctx context.Context, userID id.UserID, body io.Reader, size int64, mediaType, filename string) (*Uploaded, error) {
+// readHead reads the first bytes of a file of size bytes (at most
+// prefixSize), checks that they are of mediaType and reads what info can
+// say from them (an image's size).
+func readHead(body io.Reader, size int64, mediaType string) ([]byte, *event.FileInfo, error) {
 	prefix := make([]byte, min(size, prefixSize))
 	if _, err := io.ReadFull(body, prefix); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTruncated, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrTruncated, err)
 	}
 	info := &event.FileInfo{MimeType: mediaType, Size: int(size)}
 	if err := inspect(prefix, mediaType, info); err != nil {
+		return nil, nil, err
+	}
+	return prefix, info, nil
+}
+
+// Upload streams a file of size bytes to Synapse as userID and makes the
+// m.image, m.video, m.audio or m.file content for it. Call Check first.
+func (s *Service) Upload(ctx context.Context, userID id.UserID, body io.Reader, size int64, mediaType, filename string) (*Uploaded, error) {
+	prefix, info, err := readHead(body, size, mediaType)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.Register(ctx, userID); err != nil {
