@@ -3,6 +3,8 @@ package appservice
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,7 +26,20 @@ import (
 // with unsigned data. Every tenth event is a join, which also updates
 // room_member.
 func benchEvent(txn, i int) string {
+	return benchEventID(txn, i, false)
+}
+
+// benchEventID is benchEvent, with an event ID shaped like Synapse's (room
+// versions 4 and later: "$" and the URL-safe base64 of a SHA-256) if
+// hashed. The benchmark's own IDs sort in the order they are written, so
+// each commit touches few leaves of the event_id index; hashed ones land
+// at random places in it, as real traffic does.
+func benchEventID(txn, i int, hashed bool) string {
 	evtID := fmt.Sprintf("$bench-%d-%d-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", txn, i)
+	if hashed {
+		sum := sha256.Sum256([]byte(evtID))
+		evtID = "$" + base64.RawURLEncoding.EncodeToString(sum[:])
+	}
 	room := fmt.Sprintf("!room%d:bench.local", i%20)
 	if i%10 == 0 {
 		return fmt.Sprintf(`{"event_id":%q,"room_id":%q,"type":"m.room.member","state_key":"@openmeet_acme_user%d:bench.local","sender":"@openmeet_acme_user%d:bench.local","origin_server_ts":1732480000000,"content":{"membership":"join","displayname":"User %d"},"unsigned":{"age":12}}`, evtID, room, i, i, i)
@@ -33,13 +48,17 @@ func benchEvent(txn, i int) string {
 }
 
 func benchTxn(txn, n int) []byte {
+	return benchTxnIDs(txn, n, false)
+}
+
+func benchTxnIDs(txn, n int, hashed bool) []byte {
 	var buf bytes.Buffer
 	buf.WriteString(`{"events":[`)
 	for i := range n {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		buf.WriteString(benchEvent(txn, i))
+		buf.WriteString(benchEventID(txn, i, hashed))
 	}
 	buf.WriteString(`]}`)
 	return buf.Bytes()
@@ -52,6 +71,9 @@ func BenchmarkTransactionIngest(b *testing.B) {
 	hundred := func(int) int { return 100 }
 	b.Run("sqlite", func(b *testing.B) {
 		benchIngest(b, database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(b.TempDir(), "bench.db") + "?_txlock=immediate"}, hundred)
+	})
+	b.Run("sqlite-hashids", func(b *testing.B) {
+		benchIngestIDs(b, database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(b.TempDir(), "bench.db") + "?_txlock=immediate"}, hundred, true)
 	})
 	b.Run("sqlite-fullsync", func(b *testing.B) {
 		benchIngest(b, database.Config{Type: "sqlite3-fk-wal-fullsync", URI: "file:" + filepath.Join(b.TempDir(), "bench.db") + "?_txlock=immediate"}, hundred)
@@ -95,6 +117,11 @@ func BenchmarkSynapseSizedIngest(b *testing.B) {
 // events/s, the p50/p99 time to the 200, and the CPU time of this process
 // (handler and client; not PostgreSQL's) per transaction.
 func benchIngest(b *testing.B, dbCfg database.Config, size func(txn int) int) {
+	benchIngestIDs(b, dbCfg, size, false)
+}
+
+// benchIngestIDs is benchIngest with Synapse-shaped event IDs if hashed.
+func benchIngestIDs(b *testing.B, dbCfg database.Config, size func(txn int) int, hashed bool) {
 	db, err := database.Open(dbCfg, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
@@ -116,7 +143,7 @@ func benchIngest(b *testing.B, dbCfg database.Config, size func(txn int) int) {
 	bodies := make([][]byte, b.N)
 	events := 0
 	for i := range bodies {
-		bodies[i] = benchTxn(i, size(i))
+		bodies[i] = benchTxnIDs(i, size(i), hashed)
 		events += size(i)
 	}
 	latencies := make([]time.Duration, 0, b.N)
