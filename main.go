@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if flags.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (-h lists the flags)", flags.Arg(0))
 	}
-	bridge.Version = buildVersion()
+	setVersion.Do(func() { bridge.Version = buildVersion() })
 	example := exampleConfig
 	if *defaultsPath != "" {
 		overlay, err := os.ReadFile(*defaultsPath)
@@ -157,3 +158,7 @@ func buildVersion() string {
 	}
 	return v
 }
+
+// setVersion sets bridge.Version once per process: run may be called more
+// than once (the tests call it side by side).
+var setVersion sync.Once
