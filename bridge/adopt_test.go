@@ -305,6 +305,38 @@ func TestAdoptExistingDeployment(t *testing.T) {
 	// removed to be as they would be. The bridge then learns of his rooms
 	// from their state; his stream is ended and starts again (resuming)
 	// with them.
+	// First the member events of his display name change above must have
+	// come through (Synapse pushes them when it likes), or they would
+	// write his rows again after the removal.
+	var joined struct {
+		Rooms []string `json:"joined_rooms"`
+	}
+	if err := d.bob.Do(context.Background(), "GET", "/_matrix/client/v3/joined_rooms", nil, &joined); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "bob's display name change in each of his rooms to come through", func() bool {
+		rows, err := b.DB.Query(context.Background(), "SELECT room_id, event FROM event_log WHERE event_type = 'm.room.member' AND state_key = $1", d.bob.UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		renamed := map[string]bool{}
+		for rows.Next() {
+			var room, raw string
+			if err := rows.Scan(&room, &raw); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(raw, `"displayname":"Bob"`) {
+				renamed[room] = true
+			}
+		}
+		for _, room := range joined.Rooms {
+			if !renamed[room] {
+				return false
+			}
+		}
+		return true
+	})
 	if _, err := b.DB.Exec(context.Background(), "DELETE FROM room_member WHERE user_id = $1", d.bob.UserID); err != nil {
 		t.Fatal(err)
 	}
