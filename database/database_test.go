@@ -253,7 +253,9 @@ func TestAppendTransactionShapes(t *testing.T) {
 			if evt.EventID == "$e-50" || evt.EventID == "$old-join" {
 				t.Fatalf("%s was logged before but is in written", evt.EventID)
 			}
-			if evt.Position != events[0].Position+int64(slices.Index(events, evt)) {
+			// In the transaction's order; PostgreSQL leaves the positions
+			// of skipped events unused, SQLite gives none to them.
+			if i > 0 && slices.Index(events, evt) <= slices.Index(events, written[i-1]) {
 				t.Fatalf("%s at %d, not at its place in the transaction", evt.EventID, evt.Position)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,9 +66,11 @@ const (
 	getPositionQuery  = `SELECT stream_pos FROM event_log WHERE event_id = $1`
 	newestInRoomQuery = `
 		SELECT stream_pos, origin_ts FROM event_log WHERE room_id = $1 ORDER BY stream_pos DESC LIMIT 1`
-	countEventsQuery = `SELECT COUNT(*) FROM event_log`
-	maxPositionQuery = `SELECT position FROM stream_position WHERE id = 1`
-	lastTxnQuery     = `SELECT txn_id, received_at FROM appservice_txn ORDER BY received_at DESC LIMIT 1`
+	// SQLite keeps each room's newest event in room_head (00-latest.sql).
+	newestInRoomQuerySQLite = `SELECT stream_pos, origin_ts FROM room_head WHERE room_id = $1`
+	countEventsQuery        = `SELECT COUNT(*) FROM event_log`
+	maxPositionQuery        = `SELECT position FROM stream_position WHERE id = 1`
+	lastTxnQuery            = `SELECT txn_id, received_at FROM appservice_txn ORDER BY received_at DESC LIMIT 1`
 )
 
 // ErrDuplicateTxn is returned by AppendTransaction when the same txn was
@@ -112,20 +115,30 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 		// One statement in its own transaction: one round trip.
 		written, err = q.appendPostgres(ctx, txnID, digest, now, events)
 	} else {
-		err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
-			if q.db.Dialect == dbutil.Postgres {
-				written, err = q.appendPostgres(ctx, txnID, digest, now, events)
-			} else {
-				written, err = q.appendSQLite(ctx, txnID, digest, now, events)
-			}
-			if err != nil || len(written) == 0 {
+		filter := false
+		for {
+			err = q.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+				if q.db.Dialect == dbutil.Postgres {
+					written, err = q.appendPostgres(ctx, txnID, digest, now, events)
+				} else {
+					written, err = q.appendSQLite(ctx, txnID, digest, now, events, filter)
+				}
+				if err != nil || len(written) == 0 {
+					return err
+				}
+				// The echo of a message the outbox sent settles its entry in
+				// the same transaction that logs it.
+				echoed, accepted, err = settleEchoes(ctx, q.db, written)
 				return err
+			})
+			if !errors.Is(err, errLoggedBefore) || filter {
+				break
 			}
-			// The echo of a message the outbox sent settles its entry in
-			// the same transaction that logs it.
-			echoed, accepted, err = settleEchoes(ctx, q.db, written)
-			return err
-		})
+			// Rare: Synapse sent again an event it had sent before. Done
+			// again, leaving those out first, so that no room's chain
+			// points at a position whose row was skipped.
+			filter = true
+		}
 	}
 	if errors.Is(err, ErrDuplicateTxn) {
 		return nil, ErrDuplicateTxn
@@ -141,13 +154,18 @@ func (q *EventLogQuery) AppendTransaction(ctx context.Context, txnID, digest str
 // transaction, statement by statement: on SQLite a statement is a call
 // into the library, not a round trip, and the connection keeps each
 // statement prepared (see sqliteDSN).
-func (q *EventLogQuery) appendSQLite(ctx context.Context, txnID, digest string, now int64, events []*LoggedEvent) ([]*LoggedEvent, error) {
+func (q *EventLogQuery) appendSQLite(ctx context.Context, txnID, digest string, now int64, events []*LoggedEvent, filter bool) ([]*LoggedEvent, error) {
 	res, err := q.db.Exec(ctx, insertTxnQuery, txnID, now, len(events), digest)
 	if err != nil {
 		return nil, fmt.Errorf("failed to record txn id: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil, ErrDuplicateTxn
+	}
+	if filter {
+		if events, err = q.notLogged(ctx, events); err != nil {
+			return nil, err
+		}
 	}
 	if len(events) == 0 {
 		return nil, nil
@@ -164,18 +182,49 @@ func (q *EventLogQuery) appendSQLite(ctx context.Context, txnID, digest string, 
 	if err != nil {
 		return nil, err
 	}
-	written := events
 	if inserted < int64(len(events)) {
-		// Some were logged before. The positions were reserved just now,
-		// so the rows holding them are the ones this statement wrote.
-		if written, err = q.writtenIn(ctx, events); err != nil {
-			return nil, err
+		if filter {
+			// The write lock is held since notLogged: nobody else wrote.
+			return nil, fmt.Errorf("failed to insert events: %d of %d skipped after filtering", int64(len(events))-inserted, len(events))
 		}
+		return nil, errLoggedBefore
 	}
-	if err = q.updateMembers(ctx, written); err != nil {
+	if err = q.updateMembers(ctx, events); err != nil {
 		return nil, err
 	}
-	return written, nil
+	return events, nil
+}
+
+// errLoggedBefore: an event of the transaction was logged before, so its
+// row was skipped; AppendTransaction rolls back and does it again with
+// filter set.
+var errLoggedBefore = errors.New("an event of the transaction is already logged")
+
+const loggedAmongQuery = `SELECT event_id FROM event_log WHERE event_id IN (SELECT value FROM json_each($1))`
+
+// notLogged returns those of events whose id is not in the log yet.
+func (q *EventLogQuery) notLogged(ctx context.Context, events []*LoggedEvent) ([]*LoggedEvent, error) {
+	ids := make([]id.EventID, len(events))
+	for i, evt := range events {
+		ids[i] = evt.EventID
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.db.Query(ctx, loggedAmongQuery, string(list))
+	logged, err := dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.EventID], err).AsList()
+	if err != nil {
+		return nil, fmt.Errorf("failed to look for logged events: %w", err)
+	}
+	skip := make(map[id.EventID]struct{}, len(logged))
+	for _, evtID := range logged {
+		skip[evtID] = struct{}{}
+	}
+	return slices.DeleteFunc(slices.Clone(events), func(evt *LoggedEvent) bool {
+		_, ok := skip[evt.EventID]
+		return ok
+	}), nil
 }
 
 // insertChunks are the row counts of the multi-row inserts: a transaction
@@ -185,17 +234,19 @@ func (q *EventLogQuery) appendSQLite(ctx context.Context, txnID, digest string, 
 var insertChunks = [...]int{64, 32, 16, 8, 4, 2, 1}
 
 // insertChunkQueries[i] inserts insertChunks[i] rows; $1 and $2 are the txn
-// id and the time, then 8 parameters per row.
+// id and the time, then 9 parameters per row, the last the position of the
+// room's previous event in this transaction (NULL for its first: the
+// event_log_chain trigger takes it from room_head). SQLite only.
 var insertChunkQueries = func() (queries [len(insertChunks)]string) {
 	for i, n := range insertChunks {
 		var b strings.Builder
-		b.WriteString(`INSERT INTO event_log (txn_id, logged_at, stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event) VALUES `)
+		b.WriteString(`INSERT INTO event_log (txn_id, logged_at, stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event, prev_in_room) VALUES `)
 		for row := range n {
 			if row > 0 {
 				b.WriteString(", ")
 			}
-			p := 3 + row*8
-			fmt.Fprintf(&b, "($1, $2, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p, p+1, p+2, p+3, p+4, p+5, p+6, p+7)
+			p := 3 + row*9
+			fmt.Fprintf(&b, "($1, $2, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p, p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8)
 		}
 		b.WriteString(` ON CONFLICT (event_id) DO NOTHING`)
 		queries[i] = b.String()
@@ -206,8 +257,15 @@ var insertChunkQueries = func() (queries [len(insertChunks)]string) {
 // insertEvents inserts events (positions set) and returns how many rows
 // were written; events whose id is already logged are skipped.
 func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int64, events []*LoggedEvent) (int64, error) {
-	params := make([]any, 2, 2+8*min(len(events), insertChunks[0]))
+	params := make([]any, 2, 2+9*min(len(events), insertChunks[0]))
 	params[0], params[1] = txnID, now
+	// The newest position of each room in this transaction so far; few
+	// rooms per transaction, so a slice.
+	type roomPos struct {
+		room id.RoomID
+		pos  int64
+	}
+	var heads []roomPos
 	var inserted int64
 	for i := 0; len(events) > 0; {
 		if insertChunks[i] > len(events) {
@@ -225,8 +283,14 @@ func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int6
 			if evt.StateKey != nil {
 				stateKey = *evt.StateKey
 			}
+			var prev any
+			if i := slices.IndexFunc(heads, func(h roomPos) bool { return h.room == evt.RoomID }); i >= 0 {
+				prev, heads[i].pos = heads[i].pos, evt.Position
+			} else {
+				heads = append(heads, roomPos{evt.RoomID, evt.Position})
+			}
 			params = append(params, evt.Position, string(evt.EventID), string(evt.RoomID), evt.Type,
-				string(evt.Sender), stateKey, evt.OriginTS, unsafe.String(unsafe.SliceData(evt.Raw), len(evt.Raw)))
+				string(evt.Sender), stateKey, evt.OriginTS, unsafe.String(unsafe.SliceData(evt.Raw), len(evt.Raw)), prev)
 		}
 		res, err := q.db.Exec(ctx, insertChunkQueries[i], params...)
 		if err != nil {
@@ -239,25 +303,6 @@ func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int6
 		inserted += n
 	}
 	return inserted, nil
-}
-
-const positionsInRangeQuery = `SELECT stream_pos FROM event_log WHERE stream_pos BETWEEN $1 AND $2`
-
-// writtenIn returns those of events (positions set, in order) whose row is
-// in the log.
-func (q *EventLogQuery) writtenIn(ctx context.Context, events []*LoggedEvent) ([]*LoggedEvent, error) {
-	first := events[0].Position
-	rows, err := q.db.Query(ctx, positionsInRangeQuery, first, events[len(events)-1].Position)
-	positions, err := dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[int64], err).AsList()
-	if err != nil {
-		return nil, fmt.Errorf("failed to read inserted positions: %w", err)
-	}
-	slices.Sort(positions)
-	written := make([]*LoggedEvent, len(positions))
-	for i, pos := range positions {
-		written[i] = events[pos-first]
-	}
-	return written, nil
 }
 
 func (q *EventLogQuery) updateMembers(ctx context.Context, written []*LoggedEvent) error {
@@ -316,7 +361,11 @@ func (q *EventLogQuery) Position(ctx context.Context, eventID id.EventID) (pos i
 // NewestInRoom returns the position and origin timestamp of the newest
 // logged event of roomID; ok is false when the log has none.
 func (q *EventLogQuery) NewestInRoom(ctx context.Context, roomID id.RoomID) (pos, originTS int64, ok bool, err error) {
-	err = q.db.QueryRow(ctx, newestInRoomQuery, roomID).Scan(&pos, &originTS)
+	query := newestInRoomQuery
+	if q.db.Dialect == dbutil.SQLite {
+		query = newestInRoomQuerySQLite
+	}
+	err = q.db.QueryRow(ctx, query, roomID).Scan(&pos, &originTS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, false, nil
 	}

@@ -86,19 +86,24 @@ func TestFeed(t *testing.T) {
 		w7 := logTxn(msg("$7", "!r"))
 		feed.Hand(w7, at)
 		next(2)
-		// A transaction whose first event was logged before: its first
-		// position is skipped, which the feed cannot tell from a missing
-		// batch, so it reads the log. One skipped inside a batch is
-		// handed as it is.
+		// A transaction whose first event was logged before. PostgreSQL
+		// skips its position, which the feed cannot tell from a missing
+		// batch, so it reads the log; SQLite leaves logged events out
+		// before it gives positions, so there is no gap to read. One
+		// skipped inside a batch is handed as it is.
 		w = logTxn(msg("$1", "!r"), msg("$8", "!r"))
+		r := 2
+		if w[0].Position != pos+1 {
+			r = 3
+		}
 		feed.Hand(w, at)
-		next(3)
+		next(r)
 		w = logTxn(msg("$9", "!r"), msg("$2", "!r"), msg("$10", "!r"))
-		if len(w) != 2 || w[1].Position != w[0].Position+2 {
+		if len(w) != 2 || (w[1].Position != w[0].Position+2 && w[1].Position != w[0].Position+1) {
 			t.Fatalf("written %d events at %v", len(w), w)
 		}
 		feed.Hand(w, at)
-		next(3)
+		next(r)
 		// More batches than the queue holds: the rest are dropped and the
 		// log is read (the wake of a dropped batch wins over the queue,
 		// which the read covers), limit events at a time, the next read
@@ -106,17 +111,17 @@ func TestFeed(t *testing.T) {
 		for i := 11; i <= 15; i++ {
 			feed.Hand(logTxn(msg(fmt.Sprintf("$%d", i), "!r")), at)
 		}
-		if b := next(4); len(b.Events) != 3 || !b.Received(b.Events[0].Position).Equal(at) {
+		if b := next(r + 1); len(b.Events) != 3 || !b.Received(b.Events[0].Position).Equal(at) {
 			t.Fatalf("read %d events, want the limit, the first received %v", len(b.Events), b.Received(b.Events[0].Position))
 		}
-		next(5) // $14, $15
+		next(r + 2) // $14, $15
 		feed.Wake()
-		if b := next(6); len(b.Events) != 0 {
+		if b := next(r + 3); len(b.Events) != 0 {
 			t.Fatalf("read %d events after the end", len(b.Events))
 		}
 		w = logTxn(msg("$16", "!r"))
 		feed.Hand(w, at)
-		next(6)
+		next(r + 3)
 		want := []string{"$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16"}
 		if !slices.Equal(seen, want) {
 			t.Fatalf("saw %v, want %v", seen, want)

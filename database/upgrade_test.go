@@ -105,6 +105,14 @@ func TestUpgradeFromV1(t *testing.T) {
 			if pos, _ := old.EventLog.MaxPosition(ctx); pos != 3 {
 				t.Fatalf("position after upgrade %d, want 3", pos)
 			}
+			// A room's events are found as before the upgrade (on SQLite
+			// through the chain it built from the old rows).
+			if pos, ts, ok, err := old.EventLog.NewestInRoom(ctx, "!r"); err != nil || !ok || pos != 3 || ts != 1 {
+				t.Fatalf("newest in room after upgrade: %d %d %v %v", pos, ts, ok, err)
+			}
+			if n, err := old.ReadMarkers.Unread(ctx, "@z:test", "!r", 10); err != nil || n != 1 {
+				t.Fatalf("unread after upgrade: %d %v, want 1", n, err)
+			}
 			if _, err := old.Ghosts.Put(ctx, &database.Ghost{Tenant: "t", Slug: "s", UserID: "@openmeet_t_s:test", Displayname: "S"}); err != nil {
 				t.Fatal(err)
 			}

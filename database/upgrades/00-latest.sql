@@ -1,4 +1,4 @@
--- v0 -> v6: Latest revision
+-- v0 -> v7: Latest revision
 
 -- The highest stream position handed out. One row. Every writer of the event
 -- log increments it inside its transaction, which holds the row lock until
@@ -24,19 +24,59 @@ CREATE TABLE appservice_txn (
 
 -- Every timeline event Synapse pushed, once, in stream order.
 CREATE TABLE event_log (
-    stream_pos BIGINT PRIMARY KEY,
-    event_id   TEXT   NOT NULL UNIQUE,
-    room_id    TEXT   NOT NULL,
-    event_type TEXT   NOT NULL,
-    sender     TEXT   NOT NULL,
-    state_key  TEXT,
-    origin_ts  BIGINT NOT NULL,
+    -- only: postgres
+    stream_pos   BIGINT PRIMARY KEY,
+    -- On SQLite the position is the rowid: no separate index to write.
+    -- only: sqlite (line commented)
+--  stream_pos   INTEGER PRIMARY KEY,
+    event_id     TEXT   NOT NULL UNIQUE,
+    room_id      TEXT   NOT NULL,
+    event_type   TEXT   NOT NULL,
+    sender       TEXT   NOT NULL,
+    state_key    TEXT,
+    origin_ts    BIGINT NOT NULL,
     -- The event exactly as Synapse sent it.
-    event      TEXT   NOT NULL,
-    txn_id     TEXT   NOT NULL,
-    logged_at  BIGINT NOT NULL
+    event        TEXT   NOT NULL,
+    txn_id       TEXT   NOT NULL,
+    -- only: sqlite for next 3 lines (lines commented)
+--  logged_at    BIGINT NOT NULL,
+--  -- The position of the room's previous logged event (see room_head).
+--  prev_in_room BIGINT
+    -- only: postgres
+    logged_at    BIGINT NOT NULL
 );
+-- only: postgres
 CREATE INDEX event_log_room_idx ON event_log (room_id, stream_pos);
+
+-- SQLite finds a room's events by a chain instead of an index on (room_id,
+-- stream_pos): room_head holds each room's newest event, and each event
+-- points to the room's previous one (prev_in_room). An index written at as
+-- many places as a transaction has rooms was SQLite's largest cost per
+-- event (BENCHMARKS.md). The bridge sets prev_in_room of an event whose
+-- room had an earlier one in the same transaction; the trigger fills it in
+-- from room_head for the others (whoever inserts) and moves the head.
+-- Positions only grow, so a chain only goes down. A duplicate is never
+-- inserted with a chain pointing at it: the bridge leaves logged events
+-- out before inserting. Pruning deletes oldest first: a head goes only
+-- with the room's last event.
+-- only: sqlite until "end only" (lines commented)
+--CREATE TABLE room_head (
+--    room_id    TEXT   PRIMARY KEY,
+--    stream_pos BIGINT NOT NULL,
+--    origin_ts  BIGINT NOT NULL
+--);
+--CREATE TRIGGER event_log_chain AFTER INSERT ON event_log BEGIN
+--    UPDATE event_log SET prev_in_room = (
+--        SELECT stream_pos FROM room_head WHERE room_id = NEW.room_id AND stream_pos < NEW.stream_pos
+--    ) WHERE stream_pos = NEW.stream_pos AND NEW.prev_in_room IS NULL;
+--    INSERT INTO room_head (room_id, stream_pos, origin_ts) VALUES (NEW.room_id, NEW.stream_pos, NEW.origin_ts)
+--        ON CONFLICT (room_id) DO UPDATE SET stream_pos = excluded.stream_pos, origin_ts = excluded.origin_ts
+--        WHERE excluded.stream_pos > room_head.stream_pos;
+--END;
+--CREATE TRIGGER event_log_unchain AFTER DELETE ON event_log BEGIN
+--    DELETE FROM room_head WHERE room_id = OLD.room_id AND stream_pos = OLD.stream_pos;
+--END;
+-- end only sqlite
 
 -- Room membership as Synapse reports it through pushed m.room.member events:
 -- what the homeserver actually has, as opposed to what the bridge wants.

@@ -1,0 +1,47 @@
+-- v6 -> v7 (compatible with v6+): SQLite: the event log's position is the rowid; rooms are chained instead of indexed
+-- PostgreSQL keeps its schema. On SQLite the log is rebuilt: stream_pos
+-- becomes the rowid (it was a second index), and the index on (room_id,
+-- stream_pos) gives way to room_head and prev_in_room, kept by triggers
+-- (see 00-latest.sql). A bridge of v6 still works on it: the triggers
+-- serve its inserts; its room queries scan the log instead.
+-- only: postgres
+SELECT 1;
+-- only: sqlite until "end only" (lines commented)
+--CREATE TABLE event_log_v7 (
+--    stream_pos   INTEGER PRIMARY KEY,
+--    event_id     TEXT   NOT NULL UNIQUE,
+--    room_id      TEXT   NOT NULL,
+--    event_type   TEXT   NOT NULL,
+--    sender       TEXT   NOT NULL,
+--    state_key    TEXT,
+--    origin_ts    BIGINT NOT NULL,
+--    event        TEXT   NOT NULL,
+--    txn_id       TEXT   NOT NULL,
+--    logged_at    BIGINT NOT NULL,
+--    prev_in_room BIGINT
+--);
+--INSERT INTO event_log_v7 (stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event, txn_id, logged_at, prev_in_room)
+--    SELECT stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event, txn_id, logged_at,
+--        LAG(stream_pos) OVER (PARTITION BY room_id ORDER BY stream_pos)
+--    FROM event_log ORDER BY stream_pos;
+--DROP TABLE event_log;
+--ALTER TABLE event_log_v7 RENAME TO event_log;
+--CREATE TABLE room_head (
+--    room_id    TEXT   PRIMARY KEY,
+--    stream_pos BIGINT NOT NULL,
+--    origin_ts  BIGINT NOT NULL
+--);
+--INSERT INTO room_head (room_id, stream_pos, origin_ts)
+--    SELECT room_id, MAX(stream_pos), origin_ts FROM event_log GROUP BY room_id;
+--CREATE TRIGGER event_log_chain AFTER INSERT ON event_log BEGIN
+--    UPDATE event_log SET prev_in_room = (
+--        SELECT stream_pos FROM room_head WHERE room_id = NEW.room_id AND stream_pos < NEW.stream_pos
+--    ) WHERE stream_pos = NEW.stream_pos AND NEW.prev_in_room IS NULL;
+--    INSERT INTO room_head (room_id, stream_pos, origin_ts) VALUES (NEW.room_id, NEW.stream_pos, NEW.origin_ts)
+--        ON CONFLICT (room_id) DO UPDATE SET stream_pos = excluded.stream_pos, origin_ts = excluded.origin_ts
+--        WHERE excluded.stream_pos > room_head.stream_pos;
+--END;
+--CREATE TRIGGER event_log_unchain AFTER DELETE ON event_log BEGIN
+--    DELETE FROM room_head WHERE room_id = OLD.room_id AND stream_pos = OLD.stream_pos;
+--END;
+-- end only sqlite
