@@ -115,15 +115,34 @@ func parseRoot(root gjson.Result) (*transaction, error) {
 	if !root.IsObject() {
 		return nil, fmt.Errorf("%w: the body must be a JSON object", errBadJSON)
 	}
-	timeline := root.Get("events")
+	// One pass over the top level: each Get would scan it from the start,
+	// stepping over the whole events list again.
+	var timeline, ephemeral, ephemeralMSC gjson.Result
+	root.ForEach(func(key, value gjson.Result) bool {
+		// The first of repeated keys counts, as with Get.
+		switch key.Str {
+		case "events":
+			if !timeline.Exists() {
+				timeline = value
+			}
+		case "ephemeral":
+			if !ephemeral.Exists() {
+				ephemeral = value
+			}
+		case "de.sorunome.msc2409.ephemeral":
+			if !ephemeralMSC.Exists() {
+				ephemeralMSC = value
+			}
+		}
+		return true
+	})
 	if !timeline.IsArray() {
 		return nil, fmt.Errorf("%w: events must be a list", errBadJSON)
 	}
-	ephemeral := root.Get("ephemeral")
 	if !ephemeral.Exists() {
 		// Synapse sends the same list under the stable and the MSC2409
 		// key; the stable one wins when both are there.
-		ephemeral = root.Get(`de\.sorunome\.msc2409\.ephemeral`)
+		ephemeral = ephemeralMSC
 	}
 	if ephemeral.Exists() && !ephemeral.IsArray() {
 		return nil, fmt.Errorf("%w: ephemeral must be a list", errBadJSON)

@@ -32,6 +32,11 @@ import (
 // runs the fuzzer for a bounded time.
 func FuzzParseTransaction(f *testing.F) {
 	f.Add([]byte(txnBody(textEvent(1), textEvent(2))))
+	// Repeated, escaped and alternative top-level keys: the first counts.
+	f.Add([]byte(`{"events":[],"events":[` + textEvent(1) + `]}`))
+	f.Add([]byte(`{"\u0065vents":[` + textEvent(1) + `],"ephemeral":{}}`))
+	f.Add([]byte(`{"events":[],"de.sorunome.msc2409.ephemeral":[{"type":"m.typing","room_id":"!r:x","content":{}}],"ephemeral":[]}`))
+	f.Add([]byte(`{"events":[],"de.sorunome.msc2409.ephemeral":[{"type":"m.typing","room_id":"!r:x","content":{}}]}`))
 	db, err := database.Open(database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(f.TempDir(), "fuzz.db") + "?_txlock=immediate"}, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)
