@@ -142,3 +142,37 @@ func TestRoomQueriesFollowTheLog(t *testing.T) {
 		}
 	})
 }
+
+// TestRoomChainOfRowsWithoutIt: rows inserted the way a bridge of schema
+// version 6 did (no prev_in_room, no room head moved) are chained by the
+// trigger, between and after transactions of this version.
+func TestRoomChainOfRowsWithoutIt(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		if _, err := appendTxn(ctx, db, "t1", []*database.LoggedEvent{msg("$1", "!r"), msg("$2", "!r")}); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`UPDATE stream_position SET position = position + 2`,
+			`INSERT INTO event_log (stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event, txn_id, logged_at)
+				VALUES (3, '$3', '!r', 'm.room.message', '@alice:test', NULL, 3, '{}', 'old', 1),
+				       (4, '$4', '!new', 'm.room.message', '@alice:test', NULL, 4, '{}', 'old', 1)`,
+		} {
+			if _, err := db.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := appendTxn(ctx, db, "t2", []*database.LoggedEvent{msg("$5", "!new"), msg("$6", "!r")}); err != nil {
+			t.Fatal(err)
+		}
+		for room, want := range map[id.RoomID][2]int64{"!r": {6, 4}, "!new": {5, 2}} {
+			pos, _, ok, err := db.EventLog.NewestInRoom(ctx, room)
+			if err != nil || !ok || pos != want[0] {
+				t.Fatalf("%s: newest %d %v %v, want %d", room, pos, ok, err, want[0])
+			}
+			if n, err := db.ReadMarkers.Unread(ctx, "@bob:test", room, 100); err != nil || int64(n) != want[1] {
+				t.Fatalf("%s: %d unread (%v), want %d", room, n, err, want[1])
+			}
+		}
+	})
+}
