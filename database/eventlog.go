@@ -259,13 +259,8 @@ var insertChunkQueries = func() (queries [len(insertChunks)]string) {
 func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int64, events []*LoggedEvent) (int64, error) {
 	params := make([]any, 2, 2+9*min(len(events), insertChunks[0]))
 	params[0], params[1] = txnID, now
-	// The newest position of each room in this transaction so far; few
-	// rooms per transaction, so a slice.
-	type roomPos struct {
-		room id.RoomID
-		pos  int64
-	}
-	var heads []roomPos
+	// The newest position of each room in this transaction so far.
+	heads := make(map[id.RoomID]int64)
 	var inserted int64
 	for i := 0; len(events) > 0; {
 		if insertChunks[i] > len(events) {
@@ -284,11 +279,10 @@ func (q *EventLogQuery) insertEvents(ctx context.Context, txnID string, now int6
 				stateKey = *evt.StateKey
 			}
 			var prev any
-			if i := slices.IndexFunc(heads, func(h roomPos) bool { return h.room == evt.RoomID }); i >= 0 {
-				prev, heads[i].pos = heads[i].pos, evt.Position
-			} else {
-				heads = append(heads, roomPos{evt.RoomID, evt.Position})
+			if pos, ok := heads[evt.RoomID]; ok {
+				prev = pos
 			}
+			heads[evt.RoomID] = evt.Position
 			params = append(params, evt.Position, string(evt.EventID), string(evt.RoomID), evt.Type,
 				string(evt.Sender), stateKey, evt.OriginTS, unsafe.String(unsafe.SliceData(evt.Raw), len(evt.Raw)), prev)
 		}
