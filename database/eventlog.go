@@ -202,7 +202,8 @@ var errLoggedBefore = errors.New("an event of the transaction is already logged"
 
 const loggedAmongQuery = `SELECT event_id FROM event_log WHERE event_id IN (SELECT value FROM json_each($1))`
 
-// notLogged returns those of events whose id is not in the log yet.
+// notLogged returns those of events whose id is not in the log yet, each
+// once.
 func (q *EventLogQuery) notLogged(ctx context.Context, events []*LoggedEvent) ([]*LoggedEvent, error) {
 	ids := make([]id.EventID, len(events))
 	for i, evt := range events {
@@ -217,13 +218,19 @@ func (q *EventLogQuery) notLogged(ctx context.Context, events []*LoggedEvent) ([
 	if err != nil {
 		return nil, fmt.Errorf("failed to look for logged events: %w", err)
 	}
-	skip := make(map[id.EventID]struct{}, len(logged))
+	skip := make(map[id.EventID]struct{}, len(events))
 	for _, evtID := range logged {
 		skip[evtID] = struct{}{}
 	}
+	// A repeat within events goes too (the first one stays), and what
+	// goes keeps no position from the attempt rolled back.
 	return slices.DeleteFunc(slices.Clone(events), func(evt *LoggedEvent) bool {
-		_, ok := skip[evt.EventID]
-		return ok
+		if _, ok := skip[evt.EventID]; ok {
+			evt.Position = 0
+			return true
+		}
+		skip[evt.EventID] = struct{}{}
+		return false
 	}), nil
 }
 
@@ -415,13 +422,25 @@ func (q *EventLogQuery) OldestPosition(ctx context.Context) (pos int64, err erro
 	return
 }
 
+// Only a prefix of the log goes: of the oldest limit events, those before
+// the first one logged at or after the time. logged_at need not grow with
+// the position (the clock can step back, and a transaction takes its time
+// before it waits for the write lock); a hole in the middle would lose
+// events for a stream resuming before it, and on SQLite cut room chains.
 const pruneEventsQuery = `
+	WITH oldest AS (
+		SELECT stream_pos, logged_at FROM event_log ORDER BY stream_pos LIMIT $2
+	), kept AS (
+		SELECT MIN(stream_pos) AS stream_pos FROM oldest WHERE logged_at >= $1
+	)
 	DELETE FROM event_log WHERE stream_pos IN (
-		SELECT stream_pos FROM event_log WHERE logged_at < $1 ORDER BY stream_pos LIMIT $2
+		SELECT stream_pos FROM oldest
+		WHERE stream_pos < COALESCE((SELECT stream_pos FROM kept), 9223372036854775807)
 	)`
 
 // Prune deletes up to limit events logged before the given time, oldest
-// first. Streams resuming from before them get a reset.
+// first, stopping at the first newer one. Streams resuming from before
+// them get a reset.
 func (q *EventLogQuery) Prune(ctx context.Context, before time.Time, limit int) (int64, error) {
 	res, err := q.db.Exec(ctx, pruneEventsQuery, before.UnixMilli(), limit)
 	if err != nil {

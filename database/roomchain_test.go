@@ -176,3 +176,55 @@ func TestRoomChainOfRowsWithoutIt(t *testing.T) {
 		}
 	})
 }
+
+// TestPruneTakesOnlyAPrefix: logged_at need not grow with the position (a
+// clock stepping back); pruning stops at the first event logged at or
+// after the time, so no hole opens in the log or in a room's chain.
+func TestPruneTakesOnlyAPrefix(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		if _, err := appendTxn(ctx, db, "t1", []*database.LoggedEvent{msg("$1", "!r"), msg("$2", "!r"), msg("$3", "!r"), msg("$4", "!r")}); err != nil {
+			t.Fatal(err)
+		}
+		for pos, at := range map[int]int{1: 100, 2: 90, 3: 300, 4: 10} {
+			if _, err := db.Exec(ctx, `UPDATE event_log SET logged_at = $1 WHERE stream_pos = $2`, at, pos); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := db.EventLog.Prune(ctx, time.UnixMilli(150), 1); err != nil || n != 1 {
+			t.Fatalf("pruned %d (%v), want the limit 1", n, err)
+		}
+		if n, err := db.EventLog.Prune(ctx, time.UnixMilli(150), 100); err != nil || n != 1 {
+			t.Fatalf("pruned %d (%v), want 1: position 3 is newer, 4 stays behind it", n, err)
+		}
+		if oldest, _ := db.EventLog.OldestPosition(ctx); oldest != 3 {
+			t.Fatalf("oldest position %d, want 3", oldest)
+		}
+		if pos, _, ok, err := db.EventLog.NewestInRoom(ctx, "!r"); err != nil || !ok || pos != 4 {
+			t.Fatalf("newest %d %v %v, want 4", pos, ok, err)
+		}
+		if n, err := db.ReadMarkers.Unread(ctx, "@bob:test", "!r", 100); err != nil || n != 2 {
+			t.Fatalf("%d unread (%v), want 2", n, err)
+		}
+	})
+}
+
+// TestRepeatWithinOneCall: an event repeated within one call is written
+// once, on both engines (the transaction handler drops such repeats
+// itself; the log does not rely on it).
+func TestRepeatWithinOneCall(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		first := msg("$1", "!r")
+		written, err := appendTxn(ctx, db, "t1", []*database.LoggedEvent{first, msg("$2", "!r"), msg("$1", "!r"), msg("$3", "!r")})
+		if err != nil || len(written) != 3 {
+			t.Fatalf("written %d (%v), want 3", len(written), err)
+		}
+		if written[0] != first {
+			t.Fatal("the first of the repeated events is not the one written")
+		}
+		if n, err := db.ReadMarkers.Unread(ctx, "@bob:test", "!r", 100); err != nil || n != 3 {
+			t.Fatalf("%d unread (%v), want 3", n, err)
+		}
+	})
+}
