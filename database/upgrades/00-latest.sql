@@ -57,8 +57,8 @@ CREATE INDEX event_log_room_idx ON event_log (room_id, stream_pos);
 -- from room_head for the others (whoever inserts) and moves the head.
 -- Positions only grow, so a chain only goes down. A duplicate is never
 -- inserted with a chain pointing at it: the bridge leaves logged events
--- out before inserting. Pruning deletes oldest first: a head goes only
--- with the room's last event.
+-- out before inserting. Pruning deletes a prefix of positions: a head
+-- goes only with the room's last event.
 -- only: sqlite until "end only" (lines commented)
 --CREATE TABLE room_head (
 --    room_id    TEXT   PRIMARY KEY,
