@@ -37,14 +37,7 @@ type legacyDeployment struct {
 // host) an admin of the event room, as OpenMeet does for hosts.
 func startLegacyDeployment(t *testing.T, hostIsAdmin bool) *legacyDeployment {
 	t.Helper()
-	hs, err := harness.StartSynapse(harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + legacyTenant + `):localhost$`})
-	if err != nil {
-		if harness.Required() {
-			t.Fatal(err)
-		}
-		t.Skipf("Synapse is not available: %v", err)
-	}
-	t.Cleanup(func() { _ = hs.Stop() })
+	hs := harness.OwnSynapse(t, harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + legacyTenant + `):localhost$`})
 	ctx := context.Background()
 	user := func(localpart string, admin bool) *harness.MatrixUser {
 		userID, token, err := hs.RegisterUser(ctx, localpart, "pw-"+localpart, admin)
@@ -57,6 +50,7 @@ func startLegacyDeployment(t *testing.T, hostIsAdmin bool) *legacyDeployment {
 		alice: user("alice_"+legacyTenant, false), bob: user("bob_"+legacyTenant, false), carol: user("carol_"+legacyTenant, false)}
 	// The event room: made by the backend's admin account, private; alice
 	// and bob were invited and joined.
+	var err error
 	if d.eventRoom, err = d.admin.CreateRoom(ctx, map[string]any{"preset": "private_chat", "name": "Summer party",
 		"room_alias_name": "event-summer-party-" + legacyTenant}); err != nil {
 		t.Fatal(err)

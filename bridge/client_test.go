@@ -356,14 +356,7 @@ func TestClientIsolation(t *testing.T) {
 // TestSendsSurviveOutages: Synapse down, then the bridge restarted while
 // messages wait; every accepted message arrives exactly once.
 func TestSendsSurviveOutages(t *testing.T) {
-	hs, err := harness.StartSynapse(harness.SynapseOptions{})
-	if err != nil {
-		if harness.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer hs.Stop()
+	hs := harness.OwnSynapse(t, harness.SynapseOptions{})
 	cfg := clientConfig(t, hs)
 	cfg.ClientAPI.SendWait = time.Second
 	b := startBridge(t, cfg)

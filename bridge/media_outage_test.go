@@ -16,14 +16,7 @@ import (
 // back the outbox uploads it as the ghost and sends the message, and the
 // spool is empty again. A truncated upload meanwhile keeps nothing.
 func TestMediaUploadWhileSynapseIsDown(t *testing.T) {
-	hs, err := harness.StartSynapse(harness.SynapseOptions{})
-	if err != nil {
-		if harness.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer hs.Stop()
+	hs := harness.OwnSynapse(t, harness.SynapseOptions{})
 	cfg := clientConfig(t, hs)
 	cfg.ClientAPI.SendWait = time.Second
 	b := startBridge(t, cfg)

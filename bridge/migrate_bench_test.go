@@ -45,11 +45,7 @@ func BenchmarkMigrate(b *testing.B) {
 	if joined {
 		preset = "public_chat"
 	}
-	hs, err := harness.StartSynapse(harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + benchTenant + `):localhost$`})
-	if err != nil {
-		b.Skipf("Synapse is not available: %v", err)
-	}
-	b.Cleanup(func() { _ = hs.Stop() })
+	hs := harness.OwnSynapse(b, harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + benchTenant + `):localhost$`})
 	ctx := context.Background()
 	adminID, adminToken, err := hs.RegisterUser(ctx, "openmeet-admin", "pw", true)
 	if err != nil {

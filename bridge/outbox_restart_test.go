@@ -272,19 +272,13 @@ func send(t *testing.T, b *bridge.Bridge, token, slug, txn string) {
 // deliveries fail and back off, one replica restarts, Synapse starts again.
 // The room gets the 20 in the order they were accepted, each once.
 func TestOutboxOrderAcrossSynapseRestart(t *testing.T) {
-	hs, err := harness.StartSynapse(harness.SynapseOptions{})
-	if err != nil {
-		if harness.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer hs.Stop()
+	hs := harness.OwnSynapse(t, harness.SynapseOptions{})
 	cfgA := clientConfig(t, hs)
 	cfgA.Database.Type, cfgA.Database.URI = "postgres", harness.PostgresURI(t)
 	cfgA.ClientAPI.SendWait = 200 * time.Millisecond
 	a := startBridge(t, cfgA)
 	cfgB := *cfgA
+	var err error
 	if cfgB.Appservice.Port, err = harness.FreePort(); err != nil {
 		t.Fatal(err)
 	}
@@ -458,19 +452,13 @@ func TestOutboxEchoSettlesLostAnswer(t *testing.T) {
 // echo reaches the bridge. The bridge finds the message in the room
 // instead of sending it again.
 func TestOutboxFindsSendWhoseAnswerWasLost(t *testing.T) {
-	hs, err := harness.StartSynapse(harness.SynapseOptions{})
-	if err != nil {
-		if harness.Required() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer hs.Stop()
+	hs := harness.OwnSynapse(t, harness.SynapseOptions{})
 	proxy := newHSProxy(t, hs.URL)
 	cfg := clientConfig(t, hs)
 	cfg.Homeserver.Address = proxy.URL
 	cfg.ClientAPI.SendWait = 200 * time.Millisecond
 	// Synapse pushes to the gate, which passes pushes on while open.
+	var err error
 	if cfg.Appservice.Port, err = harness.FreePort(); err != nil {
 		t.Fatal(err)
 	}

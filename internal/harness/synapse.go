@@ -315,6 +315,20 @@ func SharedSynapse(tb testing.TB) *Synapse {
 	return sharedHS
 }
 
+// OwnSynapse starts a Synapse for one test or benchmark alone (one that
+// stops or restarts it, or needs options of its own); it is stopped when
+// the test ends, after what the test started later (cleanups run last
+// first). Unavailable: the test fails under CI, else it is skipped.
+func OwnSynapse(tb testing.TB, opts SynapseOptions) *Synapse {
+	tb.Helper()
+	hs, err := StartSynapse(opts)
+	if err != nil {
+		unavailable(tb, "Synapse is not available: %v", err)
+	}
+	tb.Cleanup(func() { _ = hs.Stop() })
+	return hs
+}
+
 // PID is the Synapse process's ID (for measuring its CPU time).
 func (s *Synapse) PID() int { return s.cmd.Process.Pid }
 
