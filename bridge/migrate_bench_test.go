@@ -223,24 +223,25 @@ func parallel(b *testing.B, n, width int, fn func(i int) error) {
 // which hashes a password for each).
 func registerAsAppservice(hs *harness.Synapse, localpart string) error {
 	body, _ := json.Marshal(map[string]any{"type": "m.login.application_service", "username": localpart, "inhibit_login": true})
-	req, _ := http.NewRequest(http.MethodPost, hs.URL+"/_matrix/client/v3/register", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+hs.AS.ASToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("register %s: HTTP %d", localpart, resp.StatusCode)
+	if err := postAsAppservice(hs, "/_matrix/client/v3/register", body); err != nil {
+		return fmt.Errorf("register %s: %w", localpart, err)
 	}
 	return nil
 }
 
 // joinAsAppservice joins userID (in the legacy namespace) to a public room.
 func joinAsAppservice(hs *harness.Synapse, roomID, userID string) error {
-	u := hs.URL + "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?user_id=" + url.QueryEscape(userID)
-	req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader([]byte("{}")))
+	path := "/_matrix/client/v3/join/" + url.PathEscape(roomID) + "?user_id=" + url.QueryEscape(userID)
+	if err := postAsAppservice(hs, path, []byte("{}")); err != nil {
+		return fmt.Errorf("join %s to %s: %w", userID, roomID, err)
+	}
+	return nil
+}
+
+// postAsAppservice POSTs body to Synapse's client API with the as_token
+// and wants a 200.
+func postAsAppservice(hs *harness.Synapse, path string, body []byte) error {
+	req, _ := http.NewRequest(http.MethodPost, hs.URL+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+hs.AS.ASToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -248,8 +249,8 @@ func joinAsAppservice(hs *harness.Synapse, roomID, userID string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("join %s to %s: HTTP %d", userID, roomID, resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return nil
 }

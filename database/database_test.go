@@ -33,7 +33,7 @@ func engines(t *testing.T, fn func(t *testing.T, db *database.Database)) {
 	})
 }
 
-func openDB(t *testing.T, cfg database.Config) *database.Database {
+func openDB(t testing.TB, cfg database.Config) *database.Database {
 	t.Helper()
 	db, err := database.Open(cfg, zerolog.Nop())
 	if err != nil {
