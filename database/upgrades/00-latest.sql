@@ -1,4 +1,4 @@
--- v0 -> v7: Latest revision
+-- v0 -> v8: Latest revision
 
 -- The highest stream position handed out. One row. Every writer of the event
 -- log increments it inside its transaction, which holds the row lock until
@@ -189,6 +189,14 @@ CREATE TABLE outbox (
     maybe_sent      BOOLEAN NOT NULL DEFAULT false,
     last_error      TEXT    NOT NULL DEFAULT '',
     created_at      BIGINT  NOT NULL,
+    -- The txn id the entry is sent to the homeserver with, chosen at
+    -- random when the entry is made: never reused, also after an entry was
+    -- dropped or a backup restored.
+    hs_txn_id       TEXT    NOT NULL DEFAULT '',
+    -- A hash of what the client asked for (action, room, body): the same
+    -- client txn id with another request is refused, never answered with
+    -- this entry's result.
+    request_digest  TEXT    NOT NULL DEFAULT '',
     UNIQUE (user_id, txn_id)
 );
 CREATE INDEX outbox_due_idx ON outbox (state, next_attempt_at);
@@ -238,4 +246,28 @@ CREATE TABLE media_spool_chunk (
     -- only: sqlite (line commented)
 --  data     BLOB    NOT NULL,
     PRIMARY KEY (spool_id, seq)
+);
+
+-- Each place an event names a file in a structured field (a message's url
+-- or thumbnail, an edit's new content, a room or member avatar), recorded
+-- at ingest. A file is served to members of a room that has a row for it.
+CREATE TABLE media_ref (
+    mxc        TEXT   NOT NULL,
+    room_id    TEXT   NOT NULL,
+    event_id   TEXT   NOT NULL,
+    stream_pos BIGINT NOT NULL,
+    PRIMARY KEY (mxc, room_id, event_id)
+);
+CREATE INDEX media_ref_event_idx ON media_ref (event_id);
+
+-- Jobs only one replica may do at a time (the bot, the janitor, a portal's
+-- queue). token grows at every change of holder: what a holder writes
+-- under its lease carries the token and is refused once another holder
+-- took over (fencing), unlike a session lock whose loss the holder cannot
+-- see.
+CREATE TABLE lease (
+    name       TEXT   PRIMARY KEY,
+    holder     TEXT   NOT NULL,
+    token      BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
 );
