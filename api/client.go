@@ -184,23 +184,28 @@ func (w *corsWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // provisioned.
 func (c *Client) authenticate(next http.HandlerFunc, allowTicket bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var tenant, slug string
+		var tenant, slug, reason string
 		var err error
 		token, hasToken := bearer(r)
 		switch {
 		case hasToken:
 			tenant, slug, err = c.verifier.Verify(token)
+			reason = RefusalReason(err)
 		case allowTicket && ticketFrom(r) != "":
 			var ok bool
 			tenant, slug, ok, err = c.db.Tickets.Redeem(r.Context(), ticketFrom(r))
 			if err == nil && !ok {
-				err = ErrBadToken
+				err, reason = ErrBadToken, "ticket unknown, used already or expired"
 			}
 		default:
 			mautrix.MMissingToken.WithMessage("Missing OpenMeet token").Write(w)
 			return
 		}
 		if errors.Is(err, ErrBadToken) {
+			// The caller learns nothing of why; the log does, never with
+			// the token.
+			c.log.Debug().Err(err).Str("reason", reason).Str("path", r.URL.Path).Str("remote_addr", r.RemoteAddr).
+				Msg("Refused a client API token")
 			mautrix.MUnknownToken.WithMessage("Invalid or expired token").Write(w)
 			return
 		} else if err != nil {

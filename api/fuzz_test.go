@@ -104,7 +104,7 @@ func startFuzzBridge(f *testing.F) *fuzzBridge {
 		f.Fatal(err)
 	}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": "ada", "tenant": fuzzTenant, "exp": time.Now().Add(24 * time.Hour).Unix(),
+		"sub": "ada", "tenant": fuzzTenant, "aud": cfg.ClientAPI.JWT.Audience, "exp": time.Now().Add(24 * time.Hour).Unix(),
 	}).SignedString([]byte(fuzzJWTSecret))
 	if err != nil {
 		f.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,20 @@ func pemOf(t *testing.T, pub any) string {
 
 func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	return signWithHeader(t, method, key, claims, nil)
+}
+
+func signWithHeader(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims, header map[string]any) string {
+	t.Helper()
+	token := jwt.NewWithClaims(method, claims)
+	for k, v := range header {
+		if v == nil {
+			delete(token.Header, k)
+		} else {
+			token.Header[k] = v
+		}
+	}
+	s, err := token.SignedString(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,14 +54,14 @@ func TestVerifier(t *testing.T) {
 	oldSecret, newSecret := "old-secret-0123456789abcdef0123456789", "new-secret-0123456789abcdef0123456789"
 	v, err := NewVerifier(JWTConfig{
 		Secrets: []string{newSecret, oldSecret}, PublicKeys: []string{pemOf(t, &rsaKey.PublicKey), pemOf(t, &ecKey.PublicKey)},
-		UserClaim: "sub", TenantClaim: "tenant", Issuer: "openmeet", Leeway: 30 * time.Second,
+		UserClaim: "sub", TenantClaim: "tenant", Issuer: "openmeet", Audience: "openmeet-bridge", Leeway: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	claims := func(extra map[string]any) jwt.MapClaims {
-		c := jwt.MapClaims{"sub": "ada", "tenant": "acme", "iss": "openmeet", "exp": now.Add(time.Hour).Unix()}
+		c := jwt.MapClaims{"sub": "ada", "tenant": "acme", "iss": "openmeet", "aud": "openmeet-bridge", "exp": now.Add(time.Hour).Unix()}
 		for k, val := range extra {
 			if val == nil {
 				delete(c, k)
@@ -57,53 +71,91 @@ func TestVerifier(t *testing.T) {
 		}
 		return c
 	}
+	hs := func(extra map[string]any) string {
+		return sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(extra))
+	}
+	typed := func(header map[string]any) string {
+		return signWithHeader(t, jwt.SigningMethodHS256, []byte(newSecret), claims(nil), header)
+	}
 	tests := []struct {
-		name  string
-		token string
-		ok    bool
+		name   string
+		token  string
+		reason string // "" when the token is good
 	}{
-		{"HS256 new secret", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(nil)), true},
-		{"HS256 old secret (rotation)", sign(t, jwt.SigningMethodHS256, []byte(oldSecret), claims(nil)), true},
-		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, claims(nil)), true},
-		{"ES256", sign(t, jwt.SigningMethodES256, ecKey, claims(nil)), true},
-		{"ES256 unknown key", sign(t, jwt.SigningMethodES256, otherEC, claims(nil)), false},
-		{"HS256 unknown secret", sign(t, jwt.SigningMethodHS256, []byte("wrong-secret-0123456789abcdef01234"), claims(nil)), false},
+		{"HS256 new secret", hs(nil), ""},
+		{"HS256 old secret (rotation)", sign(t, jwt.SigningMethodHS256, []byte(oldSecret), claims(nil)), ""},
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, claims(nil)), ""},
+		{"ES256", sign(t, jwt.SigningMethodES256, ecKey, claims(nil)), ""},
+		{"ES256 unknown key", sign(t, jwt.SigningMethodES256, otherEC, claims(nil)), "bad signature"},
+		{"HS256 unknown secret", sign(t, jwt.SigningMethodHS256, []byte("wrong-secret-0123456789abcdef01234"), claims(nil)), "bad signature"},
 		// An HS256 token signed with the RSA public key as the secret must
 		// not verify (algorithm confusion).
-		{"alg confusion", sign(t, jwt.SigningMethodHS256, []byte(pemOf(t, &rsaKey.PublicKey)), claims(nil)), false},
-		{"HS512 not allowed", sign(t, jwt.SigningMethodHS512, []byte(newSecret), claims(nil)), false},
-		{"none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil)), false},
-		{"expired", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"exp": now.Add(-time.Minute).Unix()})), false},
-		{"expired within leeway", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"exp": now.Add(-10 * time.Second).Unix()})), true},
-		{"no exp", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"exp": nil})), false},
-		{"not yet valid", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), false},
-		{"nbf within leeway", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"nbf": now.Add(10 * time.Second).Unix()})), true},
-		{"wrong issuer", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"iss": "evil"})), false},
-		{"no tenant", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"tenant": nil})), false},
-		{"tenant not a string", sign(t, jwt.SigningMethodHS256, []byte(newSecret), claims(map[string]any{"tenant": 5})), false},
-		{"garbage", "a.b.c", false},
+		{"alg confusion", sign(t, jwt.SigningMethodHS256, []byte(pemOf(t, &rsaKey.PublicKey)), claims(nil)), "bad signature"},
+		{"HS512 not allowed", sign(t, jwt.SigningMethodHS512, []byte(newSecret), claims(nil)), "algorithm not accepted"},
+		{"none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil)), "algorithm not accepted"},
+		{"expired", hs(map[string]any{"exp": now.Add(-time.Minute).Unix()}), "expired"},
+		{"expired within leeway", hs(map[string]any{"exp": now.Add(-10 * time.Second).Unix()}), ""},
+		{"no exp", hs(map[string]any{"exp": nil}), "missing claim"},
+		{"not yet valid", hs(map[string]any{"nbf": now.Add(time.Minute).Unix()}), "not yet valid"},
+		{"nbf within leeway", hs(map[string]any{"nbf": now.Add(10 * time.Second).Unix()}), ""},
+		{"wrong issuer", hs(map[string]any{"iss": "evil"}), "wrong issuer"},
+		{"no tenant", hs(map[string]any{"tenant": nil}), "missing user or tenant claim"},
+		{"tenant not a string", hs(map[string]any{"tenant": 5}), "missing user or tenant claim"},
+		{"garbage", "a.b.c", "malformed"},
+		// The audience is always required.
+		{"no audience", hs(map[string]any{"aud": nil}), "missing claim"},
+		{"email verification audience", hs(map[string]any{"aud": "openmeet-email-verification"}), "wrong audience"},
+		{"audience list with ours", hs(map[string]any{"aud": []string{"openmeet-api", "openmeet-bridge"}}), ""},
+		{"audience list without ours", hs(map[string]any{"aud": []string{"openmeet-api"}}), "wrong audience"},
+		// typ, as a claim or in the header, must not name another kind of
+		// token; absent or one of the access token values, it is fine.
+		{"typ claim access", hs(map[string]any{"typ": "access"}), ""},
+		{"typ claim Bearer", hs(map[string]any{"typ": "Bearer"}), ""},
+		{"typ claim refresh", hs(map[string]any{"typ": "refresh"}), "not an access token"},
+		{"typ claim Refresh", hs(map[string]any{"typ": "Refresh"}), "not an access token"},
+		{"typ claim email verification", hs(map[string]any{"typ": "email-verification"}), "not an access token"},
+		{"typ claim ID", hs(map[string]any{"typ": "ID"}), "not an access token"},
+		{"typ claim not a string", hs(map[string]any{"typ": 1}), "not an access token"},
+		{"typ claim empty", hs(map[string]any{"typ": ""}), "not an access token"},
+		{"typ header absent", typed(map[string]any{"typ": nil}), ""},
+		{"typ header at+jwt", typed(map[string]any{"typ": "at+jwt"}), ""},
+		{"typ header application/at+jwt", typed(map[string]any{"typ": "application/at+JWT"}), ""},
+		{"typ header refresh", typed(map[string]any{"typ": "refresh+jwt"}), "not an access token"},
+		{"typ header secevent", typed(map[string]any{"typ": "secevent+jwt"}), "not an access token"},
 	}
 	for _, tt := range tests {
 		tenant, slug, err := v.Verify(tt.token)
-		if tt.ok && (err != nil || tenant != "acme" || slug != "ada") {
+		if tt.reason == "" && (err != nil || tenant != "acme" || slug != "ada") {
 			t.Errorf("%s: %q %q %v, want acme/ada", tt.name, tenant, slug, err)
 		}
-		if !tt.ok && (err == nil || !errors.Is(err, ErrBadToken)) {
-			t.Errorf("%s: accepted (%q %q)", tt.name, tenant, slug)
+		if tt.reason != "" {
+			if err == nil || !errors.Is(err, ErrBadToken) {
+				t.Errorf("%s: accepted (%q %q)", tt.name, tenant, slug)
+			} else if got := RefusalReason(err); got != tt.reason {
+				t.Errorf("%s: refused as %q (%v), want %q", tt.name, got, err, tt.reason)
+			}
 		}
 	}
 }
 
 func TestVerifierConfigErrors(t *testing.T) {
 	t.Parallel()
-	for _, cfg := range []JWTConfig{
-		{UserClaim: "sub", TenantClaim: "tenant"},
-		{Secrets: []string{"short"}, UserClaim: "sub", TenantClaim: "tenant"},
-		{PublicKeys: []string{"not pem"}, UserClaim: "sub", TenantClaim: "tenant"},
-		{Secrets: []string{"0123456789abcdef0123456789abcdef"}},
+	secret := []string{"0123456789abcdef0123456789abcdef"}
+	for _, tt := range []struct {
+		cfg  JWTConfig
+		want string
+	}{
+		{JWTConfig{UserClaim: "sub", TenantClaim: "tenant", Audience: "b"}, "set secrets or public_keys"},
+		{JWTConfig{Secrets: []string{"short"}, UserClaim: "sub", TenantClaim: "tenant", Audience: "b"}, "secrets[0]"},
+		{JWTConfig{PublicKeys: []string{"not pem"}, UserClaim: "sub", TenantClaim: "tenant", Audience: "b"}, "public_keys[0]"},
+		{JWTConfig{Secrets: secret, Audience: "b"}, "user_claim"},
+		{JWTConfig{Secrets: secret, UserClaim: "sub", TenantClaim: "tenant"}, "client_api.jwt.audience: must be set"},
 	} {
-		if _, err := NewVerifier(cfg); err == nil {
-			t.Errorf("config %+v accepted", cfg)
+		if _, err := NewVerifier(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("config %+v: %v, want an error naming %q", tt.cfg, err, tt.want)
 		}
+	}
+	if _, err := NewVerifier(JWTConfig{Secrets: secret, UserClaim: "sub", TenantClaim: "tenant", Audience: "b"}); err != nil {
+		t.Errorf("a complete config refused: %v", err)
 	}
 }

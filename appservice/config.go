@@ -55,6 +55,11 @@ type Config struct {
 	// LegacyUsers names the tenants whose existing Matrix accounts
 	// (@{slug}_{tenant}) the bridge may adopt.
 	LegacyUsers LegacyUsersConfig `yaml:"legacy_users"`
+
+	// HSTokenInQuery also accepts the hs_token as ?access_token=, for
+	// homeservers that send nothing else; off, only the Authorization
+	// header is.
+	HSTokenInQuery bool `yaml:"hs_token_in_query"`
 }
 
 // LegacyUsersConfig is appservice.legacy_users.

@@ -49,12 +49,14 @@ type AliasResolver interface {
 // Server serves the endpoints Synapse calls under /_matrix/app/v1.
 type Server struct {
 	hsToken []byte
-	maxBody int64
-	db      *database.Database
-	namer   *ident.Namer
-	botID   id.UserID
-	log     zerolog.Logger
-	metrics *serverMetrics
+	// tokenInQuery: appservice.hs_token_in_query.
+	tokenInQuery bool
+	maxBody      int64
+	db           *database.Database
+	namer        *ident.Namer
+	botID        id.UserID
+	log          zerolog.Logger
+	metrics      *serverMetrics
 
 	Sink    EventSink
 	Users   UserRegistrar
@@ -73,13 +75,14 @@ func NewServer(cfg *Config, domain string, db *database.Database, log zerolog.Lo
 		return nil, err
 	}
 	return &Server{
-		hsToken: []byte(cfg.HSToken),
-		maxBody: cfg.MaxBodyBytes,
-		db:      db,
-		namer:   namer,
-		botID:   cfg.BotUserID(domain),
-		log:     log.With().Str("component", "appservice").Logger(),
-		metrics: m,
+		hsToken:      []byte(cfg.HSToken),
+		tokenInQuery: cfg.HSTokenInQuery,
+		maxBody:      cfg.MaxBodyBytes,
+		db:           db,
+		namer:        namer,
+		botID:        cfg.BotUserID(domain),
+		log:          log.With().Str("component", "appservice").Logger(),
+		metrics:      m,
 	}, nil
 }
 
@@ -115,12 +118,20 @@ func unrecognized(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticate checks the hs_token in constant time. The Authorization
-// header is the spec's way; the access_token query parameter is what older
-// homeservers send.
+// header is the spec's way and what Synapse sends. The access_token query
+// parameter, what older homeservers sent, is accepted only with
+// appservice.hs_token_in_query: a token in a URL ends up in the logs of
+// every proxy on the way.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r)
-		if !ok {
+		if !ok && r.URL.Query().Has("access_token") {
+			if !s.tokenInQuery {
+				s.log.Warn().Str("path", r.URL.Path).Str("remote_addr", r.RemoteAddr).
+					Msg("Refused a request with the hs_token in the query string; the homeserver must send it in the Authorization header (or set appservice.hs_token_in_query)")
+				mautrix.MMissingToken.WithMessage("Send the token in the Authorization header; the access_token query parameter is not accepted").Write(w)
+				return
+			}
 			token = r.URL.Query().Get("access_token")
 		}
 		if token == "" {

@@ -103,6 +103,11 @@ func newTestServer(t testing.TB) *testServer {
 
 func newTestServerOn(t testing.TB, dbCfg database.Config) *testServer {
 	t.Helper()
+	return newTestServerWith(t, dbCfg, testConfig())
+}
+
+func newTestServerWith(t testing.TB, dbCfg database.Config, cfg *Config) *testServer {
+	t.Helper()
 	db, err := database.Open(dbCfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +116,7 @@ func newTestServerOn(t testing.TB, dbCfg database.Config) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{db: db, sink: &recordingSink{}, users: &recordingRegistrar{}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	s, err := NewServer(testConfig(), "test.local", db, zerolog.New(ts.logs), ts.reg)
+	s, err := NewServer(cfg, "test.local", db, zerolog.New(ts.logs), ts.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +220,41 @@ func TestAuthentication(t *testing.T) {
 	if n := ts.logCount(t); n != 0 {
 		t.Fatalf("rejected requests wrote %d events", n)
 	}
-	// The legacy query parameter still works.
-	if code, _ := ts.do(t, "PUT", "/_matrix/app/v1/transactions/q?access_token="+testHSToken, "", txnBody()); code != 200 {
-		t.Fatalf("access_token query parameter: %d", code)
+}
+
+// TestTokenInQuery: the hs_token in ?access_token= (where proxies log it) is
+// refused unless appservice.hs_token_in_query allows it, with an answer and
+// a log line that say to use the header, and without logging the token.
+func TestTokenInQuery(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	for _, token := range []string{testHSToken, "wrong"} {
+		code, body := ts.do(t, "PUT", "/_matrix/app/v1/transactions/q?access_token="+token, "", txnBody(textEvent(1)))
+		if msg, _ := body["error"].(string); code != 401 || body["errcode"] != "M_MISSING_TOKEN" || !strings.Contains(msg, "Authorization header") {
+			t.Errorf("query token %q: %d %v", token, code, body)
+		}
+	}
+	logs := ts.logs.String()
+	if !strings.Contains(logs, "hs_token in the query string") || strings.Contains(logs, testHSToken) {
+		t.Errorf("log does not say why, or holds the token:\n%s", logs)
+	}
+	// The header still works, and wins over a query parameter.
+	if code, _ := ts.do(t, "PUT", "/_matrix/app/v1/transactions/h?access_token=wrong", testHSToken, txnBody(textEvent(2))); code != 200 {
+		t.Errorf("header with a stray query parameter: %d", code)
+	}
+	if n := ts.logCount(t); n != 1 {
+		t.Fatalf("log holds %d events, want 1 (from the header's request)", n)
+	}
+
+	// With the legacy option, the query parameter is checked like the header.
+	cfg := testConfig()
+	cfg.HSTokenInQuery = true
+	legacy := newTestServerWith(t, sqliteConfig(t), cfg)
+	if code, _ := legacy.do(t, "PUT", "/_matrix/app/v1/transactions/q?access_token="+testHSToken, "", txnBody(textEvent(1))); code != 200 {
+		t.Errorf("query token with hs_token_in_query: %d", code)
+	}
+	if code, body := legacy.do(t, "PUT", "/_matrix/app/v1/transactions/w?access_token=wrong", "", txnBody(textEvent(2))); code != 403 || body["errcode"] != "M_FORBIDDEN" {
+		t.Errorf("wrong query token with hs_token_in_query: %d %v", code, body)
 	}
 }
 

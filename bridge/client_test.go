@@ -19,15 +19,27 @@ import (
 
 const jwtSecret = "client-api-test-secret-0123456789abcdef"
 
+// jwtAudience is client_api.jwt.audience in every test config.
+const jwtAudience = "openmeet-bridge-tests"
+
+// mintJWT makes an access token as OpenMeet would for the bridge.
 func mintJWT(t testing.TB, secret, tenant, slug string, ttl time.Duration) string {
 	t.Helper()
-	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": slug, "tenant": tenant, "exp": time.Now().Add(ttl).Unix(),
-	}).SignedString([]byte(secret))
+	return signJWT(t, secret, jwt.MapClaims{"sub": slug, "tenant": tenant, "aud": jwtAudience, "exp": time.Now().Add(ttl).Unix()}, nil)
+}
+
+// signJWT signs claims with secret (HS256), with extra header fields.
+func signJWT(t testing.TB, secret string, claims jwt.MapClaims, header map[string]any) string {
+	t.Helper()
+	token := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	for k, v := range header {
+		token.Header[k] = v
+	}
+	signed, err := token.SignedString([]byte(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return token
+	return signed
 }
 
 func clientConfig(t testing.TB, hs *harness.Synapse) *bridge.Config {

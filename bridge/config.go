@@ -145,6 +145,7 @@ func (c *Config) Validate() error {
 	if c.Provisioning.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("provisioning.max_body_bytes: %d is too small", c.Provisioning.MaxBodyBytes))
 	}
+	namer, _ := c.Appservice.Namer(c.Homeserver.Domain) // its errors are the appservice section's
 	for who, level := range c.Permissions {
 		if level != PermissionAdmin && level != PermissionUser {
 			errs = append(errs, fmt.Errorf("permissions.%s: %q is neither %q nor %q", who, level, PermissionAdmin, PermissionUser))
@@ -152,6 +153,8 @@ func (c *Config) Validate() error {
 		if strings.HasPrefix(who, "@") {
 			if _, _, err := id.UserID(who).ParseAndValidateRelaxed(); err != nil {
 				errs = append(errs, fmt.Errorf("permissions.%s: not a valid Matrix user ID", who))
+			} else if namer != nil && namer.InGhostNamespace(id.UserID(who)) {
+				errs = append(errs, fmt.Errorf("permissions.%s: in the bridge's ghost namespace; only the bridge sends as these users, and the bot takes no commands from them", who))
 			}
 		} else if who == "" || strings.ContainsAny(who, "@#!/ ") {
 			errs = append(errs, fmt.Errorf("permissions.%s: neither a user ID nor a server name", who))

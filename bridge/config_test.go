@@ -67,6 +67,8 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"bad template", "appservice:\n    ghost_template: \"{tenant}{slug}\"\n", "ghost_template"},
 		{"bot in ghost namespace", "appservice:\n    bot:\n        username: openmeet_bot_x\n", "appservice.bot.username"},
 		{"bad permission level", "permissions:\n    \"@x:openmeet.test\": root\n", "permissions.@x:openmeet.test"},
+		{"ghost with permissions", "permissions:\n    \"@openmeet_acme_ada:openmeet.test\": admin\n", "permissions.@openmeet_acme_ada:openmeet.test"},
+		{"client api without audience", "client_api:\n    enabled: true\n    jwt:\n        secrets: [\"0123456789abcdef0123456789abcdef\"]\n        audience: \"\"\n", "client_api.jwt.audience"},
 		{"bad duration", "database:\n    conn_max_lifetime: forever\n", "database.conn_max_lifetime"},
 		{"bad postgres uri", "database:\n    type: postgres\n    uri: \"postgres://x:y@host:notaport/db\"\n", "database.uri"},
 		{"placeholder secret", "provisioning:\n    shared_secret: generate\n", "provisioning.shared_secret"},

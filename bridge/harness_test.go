@@ -49,6 +49,7 @@ func testConfig(t testing.TB, dir, hsURL, domain string, as harness.AppserviceIn
 	cfg.Appservice.Bot.Username = as.BotLocalpart
 	cfg.Database.URI = "file:" + filepath.Join(dir, "bridge.db") + "?_txlock=immediate"
 	cfg.Provisioning.SharedSecret = appservice.NewToken()
+	cfg.ClientAPI.JWT.Audience = jwtAudience
 	cfg.Logging.Level = "debug"
 	// Tests assert what a sync does, not how fast a loaded machine does
 	// it: a sync slower than the default wait would answer 202.

@@ -31,6 +31,8 @@ type Namer struct {
 	ghost  *template
 	alias  *template
 	legacy *LegacyUsers
+	// ghostNamespace is UserNamespaceRegex compiled.
+	ghostNamespace *regexp.Regexp
 }
 
 // NewNamer checks both templates and returns a Namer for domain.
@@ -46,7 +48,9 @@ func NewNamer(domain, ghostTemplate, aliasTemplate string) (*Namer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Namer{domain: domain, ghost: ghost, alias: alias}, nil
+	n := &Namer{domain: domain, ghost: ghost, alias: alias}
+	n.ghostNamespace = regexp.MustCompile(n.UserNamespaceRegex())
+	return n, nil
 }
 
 // WithLegacyTenants returns a copy of n that also knows the legacy
@@ -76,6 +80,13 @@ func (n *Namer) Managed(userID id.UserID) bool {
 		return true
 	}
 	return n.legacy.Contains(userID)
+}
+
+// InGhostNamespace reports whether userID is in the bridge's exclusive user
+// namespace: only the bridge can register such a user and act as it, be it
+// one of its ghosts or not.
+func (n *Namer) InGhostNamespace(userID id.UserID) bool {
+	return n.ghostNamespace.MatchString(string(userID))
 }
 
 // Domain is the homeserver's server name.

@@ -73,8 +73,10 @@ func provision(t *testing.T, b *bridge.Bridge, method, path string, body any, ou
 	}
 }
 
-func token(t *testing.T, tenant, slug string) string {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": slug, "tenant": tenant, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+func token(t *testing.T, audience, tenant, slug string) string {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": slug, "tenant": tenant, "aud": audience, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +153,7 @@ func TestDemoPageInChromium(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"BRIDGE_URL=http://"+b.Addr().String(), "CHROMIUM="+chromium,
 		"PROXY_URL=http://"+proxy.addr, "CUT_URL=http://"+proxy.control+"/cut",
-		"TOKEN_ADA="+token(t, tenant, "ada"), "TOKEN_BOB="+token(t, tenant, "bob"),
+		"TOKEN_ADA="+token(t, cfg.ClientAPI.JWT.Audience, tenant, "ada"), "TOKEN_BOB="+token(t, cfg.ClientAPI.JWT.Audience, tenant, "bob"),
 		"SYNAPSE_URL="+hs.URL, "ALICE_TOKEN="+alice.AccessToken, "ALICE_NAME=Alice on Element",
 		"ROOM_ID="+batch.Portal.RoomID, "SCREENSHOT="+filepath.Join(os.TempDir(), "openmeet-demo-page.png"),
 		"no_proxy=127.0.0.1,localhost", "NO_PROXY=127.0.0.1,localhost")

@@ -137,7 +137,7 @@ func bridgePhase(sc scenario, dir string) (phase, error) {
 		return phase{}, err
 	}
 	tokenFile := filepath.Join(dir, "tokens")
-	if err := writeTokens(tokenFile, secret, sc.users); err != nil {
+	if err := writeTokens(tokenFile, secret, b.Config.ClientAPI.JWT.Audience, sc.users); err != nil {
 		return phase{}, err
 	}
 	metricsURL := "http://" + b.Addr().String() + "/metrics"
@@ -268,11 +268,11 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func writeTokens(path, secret string, users int) error {
+func writeTokens(path, secret, audience string, users int) error {
 	var sb strings.Builder
 	exp := time.Now().Add(time.Hour).Unix()
 	for u := range users {
-		t, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "user" + strconv.Itoa(u), "tenant": "load", "exp": exp}).SignedString([]byte(secret))
+		t, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "user" + strconv.Itoa(u), "tenant": "load", "aud": audience, "exp": exp}).SignedString([]byte(secret))
 		if err != nil {
 			return err
 		}

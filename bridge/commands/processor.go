@@ -39,12 +39,13 @@ const cursorKey = "commands.cursor"
 // are not run when they are finally read.
 const maxCommandAge = 10 * time.Minute
 
-// A user without permission who sends the bot a command is told once that
-// they may not, and then not again for refusalInterval: an answer to every
-// message would let anyone in a portal room make the bot talk as often as
-// they like. At most maxRefusalsTracked users are remembered; when more
-// are refused within the interval, the longest-ago refused may be told
-// again early.
+// A user without permission who sends the bot a command in a management
+// room is told once that they may not, and then not again for
+// refusalInterval: an answer to every message would let them make the bot
+// talk as often as they like. In a portal room they are not told at all,
+// for everyone in the room would read it. At most maxRefusalsTracked users
+// are remembered; when more are refused within the interval, the
+// longest-ago refused may be told again early.
 const (
 	refusalInterval    = 10 * time.Minute
 	maxRefusalsTracked = 4096
@@ -62,7 +63,8 @@ type Config struct {
 	// Prefix starts commands in portal rooms (in management rooms it is
 	// optional).
 	Prefix string
-	// Permissions maps a user ID or server name to "admin" or "user".
+	// Permissions maps a user ID or server name to "admin" or "user". See
+	// Level for the users it never applies to.
 	Permissions map[string]string
 	Version     string
 	// Status adds lines to the status command (open connections, …).
@@ -146,10 +148,21 @@ func (p *Processor) Logged(events []*database.LoggedEvent) {
 	}
 }
 
-// Level returns the permission level of userID.
+// Level returns the permission level of userID. Users the bridge acts as
+// never get one from a server-wide entry: an OpenMeet user must not run the
+// bot's commands because the operator made the homeserver's own users
+// admins. Those of the exclusive namespace get none at all, for only the
+// bridge can send as them; a legacy account (appservice.legacy_users) may
+// still be named by a per-user entry, for its owner also logs in with a
+// Matrix client of their own (what the bridge sends for them is never a
+// command, see isBridgeSent).
 func (p *Processor) Level(userID id.UserID) int {
+	namer := p.portals.Namer()
+	if namer.InGhostNamespace(userID) {
+		return LevelNone
+	}
 	level, ok := p.cfg.Permissions[userID.String()]
-	if !ok {
+	if !ok && !namer.Legacy().Contains(userID) {
 		level = p.cfg.Permissions[userID.Homeserver()]
 	}
 	switch level {
@@ -384,6 +397,11 @@ func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEv
 	if msg.MsgType != event.MsgText || msg.RelatesTo.GetReplaceID() != "" {
 		return false
 	}
+	if p.isBridgeSent(logged.Sender, evt) {
+		p.log.Debug().Stringer("event_id", logged.EventID).Stringer("sender", logged.Sender).
+			Msg("Ignoring a message the bridge sent for an OpenMeet user")
+		return false
+	}
 	level := p.Level(logged.Sender)
 	text := strings.TrimSpace(msg.Body)
 	rest, prefixed := strings.CutPrefix(text, p.cfg.Prefix)
@@ -401,6 +419,12 @@ func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEv
 		return false
 	}
 	if level == LevelNone {
+		if !management {
+			// Not in a portal room, where all would read it.
+			p.log.Debug().Stringer("sender", logged.Sender).Stringer("room_id", logged.RoomID).
+				Msg("Ignoring command from user without permission outside a management room")
+			return false
+		}
 		return p.refuse(ctx, logged)
 	}
 	req := &request{p: p, evt: logged, level: level, management: management}
@@ -410,9 +434,22 @@ func (p *Processor) handleMessage(ctx context.Context, logged *database.LoggedEv
 	return true
 }
 
-// refuse tells the sender of a command that they may not use the bot,
-// unless they were told so within refusalInterval. It reports whether it
-// told them.
+// isBridgeSent reports whether a message was sent by the bridge for an
+// OpenMeet user (through the client API): sent as a user of the exclusive
+// namespace, or carrying the outbox's txn id, as every message the outbox
+// sends does, a legacy account's included. Such a message is never a
+// command, whatever it says.
+func (p *Processor) isBridgeSent(sender id.UserID, evt *event.Event) bool {
+	if p.portals.Namer().InGhostNamespace(sender) {
+		return true
+	}
+	_, marked := evt.Content.Raw[database.OutboxTxnIDKey]
+	return marked
+}
+
+// refuse tells the sender of a command in a management room that they may
+// not use the bot, unless they were told so within refusalInterval. It
+// reports whether it told them.
 func (p *Processor) refuse(ctx context.Context, logged *database.LoggedEvent) bool {
 	log := p.log.With().Stringer("sender", logged.Sender).Stringer("room_id", logged.RoomID).Logger()
 	if p.refused.Contains(logged.Sender) {

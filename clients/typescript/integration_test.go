@@ -96,7 +96,7 @@ func TestClientsAgainstTheBridge(t *testing.T) {
 		t.Fatalf("provisioning the test user: %d", resp.StatusCode)
 	}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": "tester", "tenant": tenant, "exp": time.Now().Add(time.Hour).Unix(),
+		"sub": "tester", "tenant": tenant, "aud": cfg.ClientAPI.JWT.Audience, "exp": time.Now().Add(time.Hour).Unix(),
 	}).SignedString([]byte(jwtSecret))
 	if err != nil {
 		t.Fatal(err)

@@ -109,7 +109,7 @@ func run() error {
 	} else if err != nil {
 		return err
 	}
-	links, err := provisionDemo(ctx, hs.AS.URL, cfg.Provisioning.SharedSecret, jwtSecret)
+	links, err := provisionDemo(ctx, hs.AS.URL, cfg.Provisioning.SharedSecret, jwtSecret, cfg.ClientAPI.JWT.Audience)
 	if ctx.Err() != nil {
 		return nil
 	} else if err != nil {
@@ -121,11 +121,12 @@ Bridge:             %s  (ready: %s/_matrix/mau/ready, metrics: %s/metrics)
 Matrix test user:   %s  password %q (log in with any Matrix client;
                     join #openmeet_demo_event_welcome:%s)
 Provisioning API:   %s/_openmeet/provision/v1/  Authorization: Bearer %s
+Client API tokens:  HS256 with secret %s, claims sub, tenant, exp and aud %q
 Demo page, signed in as Ada:  %s
 Demo page, signed in as Bob:  %s
 Ctrl-C (or SIGTERM to process %d) stops everything.
 `, hs.Version, hs.URL, hs.ServerName, hs.AS.URL, hs.AS.URL, hs.AS.URL, userID, password, hs.ServerName, hs.AS.URL,
-		cfg.Provisioning.SharedSecret, links[0], links[1], os.Getpid())
+		cfg.Provisioning.SharedSecret, jwtSecret, cfg.ClientAPI.JWT.Audience, links[0], links[1], os.Getpid())
 	<-ctx.Done()
 	return nil
 }
@@ -166,7 +167,7 @@ func startSynapse(ctx context.Context, opts harness.SynapseOptions) (*harness.Sy
 
 // provisionDemo creates tenant "demo" with Ada and Bob in a public event,
 // and returns a sign-in link to the demo page for each (valid 12 hours).
-func provisionDemo(ctx context.Context, base, secret, jwtSecret string) ([]string, error) {
+func provisionDemo(ctx context.Context, base, secret, jwtSecret, audience string) ([]string, error) {
 	calls := []struct {
 		method, path string
 		body         any
@@ -193,7 +194,7 @@ func provisionDemo(ctx context.Context, base, secret, jwtSecret string) ([]strin
 	var links []string
 	for _, slug := range []string{"ada", "bob"} {
 		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub": slug, "tenant": "demo", "exp": time.Now().Add(12 * time.Hour).Unix(),
+			"sub": slug, "tenant": "demo", "aud": audience, "exp": time.Now().Add(12 * time.Hour).Unix(),
 		}).SignedString([]byte(jwtSecret))
 		if err != nil {
 			return nil, err
