@@ -257,3 +257,77 @@ func TestHSTokenOnlyInTheHeader(t *testing.T) {
 		t.Fatal("the refusal is not logged, or the token is")
 	}
 }
+
+// TestBotAndLegacyAccounts: a legacy account (appservice.legacy_users), one
+// the bridge acts as for its OpenMeet user, gets no permission from a
+// server-wide entry; a per-user entry still counts for what its owner sends
+// from a Matrix client of their own, never for what the bridge sends for
+// them through the client API.
+func TestBotAndLegacyAccounts(t *testing.T) {
+	hs := harness.OwnSynapse(t, harness.SynapseOptions{LegacyUserRegex: `^@[^:]+_(?:` + legacyTenant + `):localhost$`})
+	ctx := context.Background()
+	user := func(localpart string) *harness.MatrixUser {
+		userID, token, err := hs.RegisterUser(ctx, localpart, "pw-"+localpart, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &harness.MatrixUser{UserID: userID, AccessToken: token, HS: hs}
+	}
+	alice, bob := user("alice_"+legacyTenant), user("bob_"+legacyTenant)
+	cfg := clientConfig(t, hs)
+	cfg.Appservice.LegacyUsers.Tenants = []string{legacyTenant}
+	cfg.Permissions = map[string]string{hs.ServerName: "admin", alice.UserID: "admin"}
+	cfg.ClientAPI.SendWait = 2 * time.Minute
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b := startBridge(t, cfg)
+	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
+	bot := fmt.Sprintf("@%s:%s", hs.AS.BotLocalpart, hs.ServerName)
+	for slug, mx := range map[string]*harness.MatrixUser{"alice": alice, "bob": bob} {
+		var out struct {
+			State string `json:"state"`
+		}
+		if code := provision(t, b, "PUT", "/tenants/"+legacyTenant+"/users/"+slug, map[string]string{"displayname": slug, "matrix_user_id": mx.UserID}, &out); code != 200 || out.State != "synced" {
+			t.Fatalf("adopt %s: %d %+v", slug, code, out)
+		}
+	}
+	base := "/tenants/" + legacyTenant + "/events/meetup"
+	provision(t, b, "PUT", base, map[string]any{"name": "Meetup", "visibility": "public"}, nil)
+	var br struct {
+		Portal portalOut `json:"portal"`
+	}
+	provision(t, b, "POST", base+"/members:batch", map[string]any{"set": []map[string]string{
+		{"user_slug": "alice", "role": "host"}, {"user_slug": "bob", "role": "attendee"}}}, &br)
+	roomID := br.Portal.RoomID
+	aliceToken := mintJWT(t, jwtSecret, legacyTenant, "alice", time.Hour)
+	eventually(t, 30*time.Second, "alice's and bob's memberships", func() bool {
+		members := joinedMembers(t, alice, roomID)
+		_, a := members[alice.UserID]
+		_, b := members[bob.UserID]
+		return a && b
+	})
+	levelsBefore := powerUsers(t, alice, roomID)
+
+	var ignored []string
+	bobChat := &botChat{t: t, user: bob, roomID: roomID, bot: bot}
+	ignored = append(ignored, bobChat.send("!om set-pl "+bob.UserID+" 100"))
+	var sent struct {
+		State   string `json:"state"`
+		EventID string `json:"event_id"`
+	}
+	if code := call(t, b, aliceToken, "PUT", "/rooms/events/meetup/send/cmd-1", map[string]string{"body": "!om set-pl " + bob.UserID + " 100"}, &sent); code != 200 || sent.State != "sent" {
+		t.Fatalf("send through the client API: %d %+v", code, sent)
+	}
+	ignored = append(ignored, sent.EventID)
+	aliceChat := &botChat{t: t, user: alice, roomID: roomID, bot: bot}
+	aliceChat.run("!om portal", "Meetup")
+	for _, evtID := range ignored {
+		if n := repliesTo(aliceChat, evtID); n != 0 {
+			t.Errorf("the bot answered %s", evtID)
+		}
+	}
+	if levels := powerUsers(t, alice, roomID); levels[bob.UserID] != levelsBefore[bob.UserID] {
+		t.Errorf("bob's level went from %d to %d", levelsBefore[bob.UserID], levels[bob.UserID])
+	}
+}
