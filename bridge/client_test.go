@@ -288,7 +288,7 @@ func TestClientIsolation(t *testing.T) {
 	expired := mintJWT(t, jwtSecret, tenantA, "ada", -time.Hour)
 	forged := mintJWT(t, "some-other-secret-0123456789abcdefghij", tenantA, "ada", time.Hour)
 	unknown := mintJWT(t, jwtSecret, tenantA, "nobody", time.Hour)
-	noTenant, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ada", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(jwtSecret))
+	noTenant := signJWT(t, jwtSecret, jwt.MapClaims{"sub": "ada", "aud": jwtAudience, "exp": time.Now().Add(time.Hour).Unix()}, nil)
 	for _, tt := range []struct {
 		name, token, method, path string
 		body                      any

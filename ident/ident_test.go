@@ -157,6 +157,16 @@ func TestNamespaceRegex(t *testing.T) {
 	if got := n.AliasNamespaceRegex(); got != `^#openmeet_.*:example\.org$` {
 		t.Fatalf("alias regex %s", got)
 	}
+	// The whole namespace, not only IDs that parse as ghosts: nobody but
+	// the bridge can register any of them.
+	for userID, want := range map[id.UserID]bool{
+		"@openmeet_acme_bob:example.org": true, "@openmeet_not=zz=a=ghost:example.org": true,
+		"@openmeet_acme_bob:example.com": false, "@openmeetbot:example.org": false, "@bob_acme:example.org": false,
+	} {
+		if got := n.InGhostNamespace(userID); got != want {
+			t.Errorf("InGhostNamespace(%s) = %v", userID, got)
+		}
+	}
 }
 
 // FuzzGhostID checks that the mapping is injective and reversible: every
