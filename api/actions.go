@@ -120,7 +120,7 @@ func (c *Client) putEdit(w http.ResponseWriter, r *http.Request) {
 	content["m.new_content"] = textContent(req.Body, req.FormattedBody)
 	content["m.relates_to"] = map[string]any{"rel_type": "m.replace", "event_id": req.EventID}
 	content[sse.TxnIDKey] = txnID
-	c.enqueue(w, r, p, txnID, event.EventMessage.Type, content)
+	c.enqueue(w, r, p, txnID, event.EventMessage.Type, content, actionEdit, req)
 }
 
 type reactRequest struct {
@@ -148,7 +148,7 @@ func (c *Client) putReact(w http.ResponseWriter, r *http.Request) {
 		"m.relates_to": map[string]any{"rel_type": "m.annotation", "event_id": req.EventID, "key": req.Key},
 		sse.TxnIDKey:   txnID,
 	}
-	c.enqueue(w, r, p, txnID, event.EventReaction.Type, content)
+	c.enqueue(w, r, p, txnID, event.EventReaction.Type, content, actionReact, req)
 }
 
 type redactRequest struct {
@@ -181,7 +181,7 @@ func (c *Client) putRedact(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	content := map[string]any{"redacts": req.EventID, "reason": req.Reason}
-	c.enqueue(w, r, p, pathVar(r, "txnId"), event.EventRedaction.Type, content)
+	c.enqueue(w, r, p, pathVar(r, "txnId"), event.EventRedaction.Type, content, actionRedact, req)
 }
 
 type typingRequest struct {

@@ -514,10 +514,12 @@ func (c *Client) putSend(w http.ResponseWriter, r *http.Request) {
 		}
 		content["m.relates_to"] = map[string]any{"m.in_reply_to": map[string]any{"event_id": req.ReplyTo}}
 	}
-	c.enqueue(w, r, p, txnID, event.EventMessage.Type, content)
+	c.enqueue(w, r, p, txnID, event.EventMessage.Type, content, actionSend, req)
 }
 
-func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Portal, txnID, eventType string, content any) {
+// enqueue stores what action asked for (req, the decoded request) as a
+// message of eventType with content, and answers with its delivery.
+func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Portal, txnID, eventType string, content any, action string, req any) {
 	if txnID == "" || len(txnID) > 255 {
 		errInvalid.WithMessage("txnId must be 1 to 255 characters").Write(w)
 		return
@@ -527,17 +529,26 @@ func (c *Client) enqueue(w http.ResponseWriter, r *http.Request, p *database.Por
 		c.internalError(w, r, err)
 		return
 	}
-	c.enqueueAnd(w, r, p.RoomID, txnID, eventType, raw, func(status int, resp sendResponse) { writeJSON(w, status, resp) })
+	digest, err := requestDigest(action, p, req)
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
+	c.enqueueAnd(w, r, p.RoomID, txnID, eventType, raw, digest, func(status int, resp sendResponse) { writeJSON(w, status, resp) })
 }
 
 // enqueueAnd stores a message in the outbox (or finds the one stored under
-// txnID), waits a while for its delivery, and answers through answer.
-func (c *Client) enqueueAnd(w http.ResponseWriter, r *http.Request, roomID id.RoomID, txnID, eventType string, raw []byte, answer func(int, sendResponse)) {
+// txnID), waits a while for its delivery, and answers through answer. The
+// txn id of another request (digest differs) is refused with 409.
+func (c *Client) enqueueAnd(w http.ResponseWriter, r *http.Request, roomID id.RoomID, txnID, eventType string, raw []byte, digest string, answer func(int, sendResponse)) {
 	entry, err := c.outbox.Add(r.Context(), &database.OutboxEntry{
-		UserID: callerOf(r).userID, RoomID: roomID, TxnID: txnID, EventType: eventType, Content: string(raw),
+		UserID: callerOf(r).userID, RoomID: roomID, TxnID: txnID, EventType: eventType, Content: string(raw), RequestDigest: digest,
 	})
 	if err != nil {
 		c.internalError(w, r, err)
+		return
+	}
+	if c.txnConflict(w, r, entry, digest) {
 		return
 	}
 	if entry.State == database.OutboxPending {

@@ -72,8 +72,9 @@ type uploadResponse struct {
 
 // putUpload streams the request body to Synapse as the caller's ghost and
 // sends it to the room as m.image, m.video, m.audio or m.file through the
-// outbox. A txn id used before answers as the first time did, and the
-// file is not stored again.
+// outbox. A repeat of an upload (same txn id, room, type, name and size)
+// answers as the first time did, and the file is not read or stored again;
+// the txn id of another request is refused with 409.
 func (c *Client) putUpload(w http.ResponseWriter, r *http.Request) {
 	if c.mediaOff(w) {
 		return
@@ -87,20 +88,27 @@ func (c *Client) putUpload(w http.ResponseWriter, r *http.Request) {
 		errInvalid.WithMessage("txnId must be 1 to 255 characters").Write(w)
 		return
 	}
+	mediaType, filename := media.ParseType(r.Header.Get("Content-Type")), r.URL.Query().Get("filename")
+	digest, err := requestDigest(actionUpload, p, uploadRequest{MediaType: mediaType, Filename: filename, Size: r.ContentLength})
+	if err != nil {
+		c.internalError(w, r, err)
+		return
+	}
 	entry, err := c.db.Outbox.ByTxn(r.Context(), who.userID, txnID)
 	if err != nil {
 		c.internalError(w, r, err)
 		return
 	}
 	if entry != nil {
-		c.answerUpload(w, r, p.RoomID, txnID, entry.EventType, []byte(entry.Content))
+		if !c.txnConflict(w, r, entry, digest) {
+			c.answerUpload(w, r, p.RoomID, txnID, entry.EventType, []byte(entry.Content), digest)
+		}
 		return
 	}
 	if r.ContentLength < 0 {
 		errLengthRequired.WithMessage("Content-Length is required").Write(w)
 		return
 	}
-	mediaType, filename := media.ParseType(r.Header.Get("Content-Type")), r.URL.Query().Get("filename")
 	spool, err := c.media.Check(r.Context(), r.ContentLength, mediaType)
 	var content map[string]any
 	switch {
@@ -125,15 +133,16 @@ func (c *Client) putUpload(w http.ResponseWriter, r *http.Request) {
 		c.internalError(w, r, err)
 		return
 	}
-	c.answerUpload(w, r, p.RoomID, txnID, event.EventMessage.Type, raw)
+	c.answerUpload(w, r, p.RoomID, txnID, event.EventMessage.Type, raw, digest)
 }
 
 // answerUpload queues the message (or finds it queued) and answers with
 // the send's state and the URLs of the file the stored message names:
-// for a txn id used before, or taken by a simultaneous upload, that is the
-// first file, in the first request's room.
-func (c *Client) answerUpload(w http.ResponseWriter, r *http.Request, roomID id.RoomID, txnID, eventType string, content []byte) {
-	c.enqueueAnd(w, r, roomID, txnID, eventType, content, func(status int, resp sendResponse) {
+// for a repeat, or for a simultaneous identical upload that stored its
+// message first, that is the first file (and for an entry stored before
+// digests were recorded, in the first request's room).
+func (c *Client) answerUpload(w http.ResponseWriter, r *http.Request, roomID id.RoomID, txnID, eventType string, content []byte, digest string) {
+	c.enqueueAnd(w, r, roomID, txnID, eventType, content, digest, func(status int, resp sendResponse) {
 		if stored, err := c.db.Outbox.ByTxn(r.Context(), callerOf(r).userID, txnID); err == nil && stored != nil {
 			roomID, content = stored.RoomID, []byte(stored.Content)
 		}

@@ -277,8 +277,9 @@ func TestMediaBothWays(t *testing.T) {
 	}
 }
 
-// TestMediaSimultaneousUploadsOfOneTxn: two uploads with one txn id at
-// once make one message, and both are answered with it.
+// TestMediaSimultaneousUploadsOfOneTxn: two uploads of one file with one
+// txn id at once (a client retrying while its first try still runs) make
+// one message, and both are answered with it.
 func TestMediaSimultaneousUploadsOfOneTxn(t *testing.T) {
 	hs := harness.SharedSynapse(t)
 	b := startBridge(t, clientConfig(t, hs))
@@ -286,9 +287,10 @@ func TestMediaSimultaneousUploadsOfOneTxn(t *testing.T) {
 	ada, _, _ := mediaRoom(t, hs, b)
 	answers := make(chan uploaded, 2)
 	errs := make(chan error, 2)
-	for i := range 2 {
+	file := testPNG(t, 20, 20)
+	for range 2 {
 		go func() {
-			req, _ := http.NewRequest(http.MethodPut, "http://"+b.Addr().String()+"/_openmeet/client/v1/rooms/events/meetup/upload/same", bytes.NewReader(testPNG(t, 20+i, 20)))
+			req, _ := http.NewRequest(http.MethodPut, "http://"+b.Addr().String()+"/_openmeet/client/v1/rooms/events/meetup/upload/same", bytes.NewReader(file))
 			req.Header.Set("Authorization", "Bearer "+ada)
 			req.Header.Set("Content-Type", "image/png")
 			resp, err := http.DefaultClient.Do(req)

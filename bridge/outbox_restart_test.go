@@ -80,14 +80,14 @@ func (p *hsProxy) heldNow() int {
 	return p.held
 }
 
-// forwarded counts the forwarded sends whose homeserver txn id names the
-// outbox entry.
-func (p *hsProxy) forwarded(entryID int64) int {
+// forwarded counts the forwarded sends of the outbox entry (by its
+// homeserver txn id).
+func (p *hsProxy) forwarded(entry *database.OutboxEntry) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
 	for _, txn := range p.sends {
-		if txn == fmt.Sprintf("om%d", entryID) {
+		if txn == entry.HSTxnID {
 			n++
 		}
 	}
@@ -356,8 +356,8 @@ func TestOutboxSlowRoomHoldsUpNoOther(t *testing.T) {
 		return entryOf(t, b.DB, bobID, "fast-1").State == database.OutboxSent
 	})
 	slow1, slow2 := entryOf(t, b.DB, bobID, "slow-1"), entryOf(t, b.DB, bobID, "slow-2")
-	if slow1.State != database.OutboxPending || slow2.State != database.OutboxPending || slow2.MaybeSent || proxy.forwarded(slow2.ID) != 0 {
-		t.Fatalf("slow room: %+v %+v, slow-2 forwarded %d times", slow1, slow2, proxy.forwarded(slow2.ID))
+	if slow1.State != database.OutboxPending || slow2.State != database.OutboxPending || slow2.MaybeSent || proxy.forwarded(slow2) != 0 {
+		t.Fatalf("slow room: %+v %+v, slow-2 forwarded %d times", slow1, slow2, proxy.forwarded(slow2))
 	}
 	proxy.set(slowRoom, "")
 	eventually(t, 30*time.Second, "the slow room's messages", func() bool {
@@ -379,15 +379,15 @@ func TestOutboxSlowRoomHoldsUpNoOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.set(slowRoom, "")
-	tries := proxy.forwarded(back1.ID)
+	tries := proxy.forwarded(back1)
 	send(t, b, bob, "meetup", "back-2")
 	send(t, b, bob, "other", "fast-2")
 	eventually(t, 30*time.Second, "the other room's message while the first backs off", func() bool {
 		return entryOf(t, b.DB, bobID, "fast-2").State == database.OutboxSent
 	})
 	back2 := entryOf(t, b.DB, bobID, "back-2")
-	if back2.State != database.OutboxPending || back2.MaybeSent || proxy.forwarded(back2.ID) != 0 || proxy.forwarded(back1.ID) != tries {
-		t.Fatalf("the backing-off room sent: back-2 %+v (forwarded %d), back-1 forwarded %d times, %d before", back2, proxy.forwarded(back2.ID), proxy.forwarded(back1.ID), tries)
+	if back2.State != database.OutboxPending || back2.MaybeSent || proxy.forwarded(back2) != 0 || proxy.forwarded(back1) != tries {
+		t.Fatalf("the backing-off room sent: back-2 %+v (forwarded %d), back-1 forwarded %d times, %d before", back2, proxy.forwarded(back2), proxy.forwarded(back1), tries)
 	}
 	if got := bodies(timeline(t, b, bobID, portalRoom(t, b, tenant, "other"))); fmt.Sprint(got) != "[fast-1 fast-2]" {
 		t.Fatalf("other room got %v", got)
@@ -418,8 +418,8 @@ func TestOutboxEchoSettlesLostAnswer(t *testing.T) {
 	proxy.setNoHistory(false)
 	entry := entryOf(t, b.DB, bobID, "echo-1")
 	got := timeline(t, b, bobID, room)
-	if len(got) != 1 || bodies(got)[0] != "echo-1" || got[0].ID != entry.EventID || proxy.forwarded(entry.ID) == 0 {
-		t.Fatalf("room has %v (%v), entry %+v, forwarded %d", bodies(got), got, entry, proxy.forwarded(entry.ID))
+	if len(got) != 1 || bodies(got)[0] != "echo-1" || got[0].ID != entry.EventID || proxy.forwarded(entry) == 0 {
+		t.Fatalf("room has %v (%v), entry %+v, forwarded %d", bodies(got), got, entry, proxy.forwarded(entry))
 	}
 	// The queue moves on.
 	proxy.set(room, "")
@@ -484,7 +484,7 @@ func TestOutboxFindsSendWhoseAnswerWasLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.set(room, "")
-	tries := proxy.forwarded(entry.ID)
+	tries := proxy.forwarded(entry)
 	if err := hs.Resume(); err != nil {
 		t.Fatal(err)
 	}
@@ -493,8 +493,8 @@ func TestOutboxFindsSendWhoseAnswerWasLost(t *testing.T) {
 	})
 	entry = entryOf(t, b.DB, bobID, "lost-1")
 	got := timeline(t, b, bobID, room)
-	if len(got) != 1 || entry.State != database.OutboxSent || entry.EventID != stored[0].ID || proxy.forwarded(entry.ID) != tries {
-		t.Fatalf("room has %v, entry %+v (Synapse stored %s), sent again %d times", bodies(got), entry, stored[0].ID, proxy.forwarded(entry.ID)-tries)
+	if len(got) != 1 || entry.State != database.OutboxSent || entry.EventID != stored[0].ID || proxy.forwarded(entry) != tries {
+		t.Fatalf("room has %v, entry %+v (Synapse stored %s), sent again %d times", bodies(got), entry, stored[0].ID, proxy.forwarded(entry)-tries)
 	}
 	// The echo arrives at last: logged once, the entry unchanged. (A
 	// restarted Synapse retries its stored pushes only once a new event

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -54,6 +55,13 @@ type OutboxEntry struct {
 	// MaybeSent says that a send was begun before: the homeserver may have
 	// the message even though no answer came back.
 	MaybeSent bool
+	// HSTxnID is the txn id the entry is sent to the homeserver with,
+	// chosen at random by Add. Entries made before it was random have
+	// "om" and their row id.
+	HSTxnID string
+	// RequestDigest identifies what the client asked for (see the client
+	// API); empty for entries made before it was recorded.
+	RequestDigest string
 }
 
 // OutboxQuery reads and writes the outbox table.
@@ -85,10 +93,10 @@ func reportDelivered(hook *deliveredHook, acceptedMillis ...int64) {
 }
 
 const (
-	outboxColumns     = `id, user_id, room_id, txn_id, event_type, content, state, event_id, attempts, next_attempt_at, last_error, created_at, claim_token, maybe_sent`
+	outboxColumns     = `id, user_id, room_id, txn_id, event_type, content, state, event_id, attempts, next_attempt_at, last_error, created_at, claim_token, maybe_sent, hs_txn_id, request_digest`
 	insertOutboxQuery = `
-		INSERT INTO outbox (user_id, room_id, txn_id, event_type, content, state, next_attempt_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)
+		INSERT INTO outbox (user_id, room_id, txn_id, event_type, content, state, next_attempt_at, created_at, hs_txn_id, request_digest)
+		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7, $8)
 		ON CONFLICT (user_id, txn_id) DO NOTHING`
 	getOutboxByTxnQuery = `SELECT ` + outboxColumns + ` FROM outbox WHERE user_id = $1 AND txn_id = $2`
 	getOutboxByIDQuery  = `SELECT ` + outboxColumns + ` FROM outbox WHERE id = $1`
@@ -146,15 +154,28 @@ var (
 )
 
 // Add stores a message unless (user, txn id) is already there; it returns
-// the stored entry either way and whether it was new.
+// the stored entry either way and whether it was new. A new entry gets a
+// random homeserver txn id (e.HSTxnID is not read) and keeps
+// e.RequestDigest.
 func (q *OutboxQuery) Add(ctx context.Context, e *OutboxEntry) (*OutboxEntry, bool, error) {
-	res, err := q.db.Exec(ctx, insertOutboxQuery, e.UserID, e.RoomID, e.TxnID, e.EventType, e.Content, time.Now().UnixMilli())
+	res, err := q.db.Exec(ctx, insertOutboxQuery, e.UserID, e.RoomID, e.TxnID, e.EventType, e.Content, time.Now().UnixMilli(),
+		NewHSTxnID(), e.RequestDigest)
 	added, err := affected(res, err)
 	if err != nil {
 		return nil, false, err
 	}
 	stored, err := q.ByTxn(ctx, e.UserID, e.TxnID)
 	return stored, added, err
+}
+
+// NewHSTxnID is a homeserver txn id no entry had before: random (at least
+// 128 bits), not derived from the row id, which SQLite hands out again
+// after the newest entry is dropped and both engines hand out again after
+// a backup is restored. Synapse answers a txn id it has seen (from the
+// same appservice, in the same room) with the earlier event, so a reused
+// one would make a new message vanish.
+func NewHSTxnID() string {
+	return "om" + rand.Text()
 }
 
 // ByTxn returns the entry of a user's txn id, or nil.
@@ -318,7 +339,7 @@ func scanOutbox(row dbutil.Scannable) (*OutboxEntry, error) {
 	var e OutboxEntry
 	var eventID sql.NullString
 	err := row.Scan(&e.ID, &e.UserID, &e.RoomID, &e.TxnID, &e.EventType, &e.Content, &e.State, &eventID,
-		&e.Attempts, &e.NextAttemptAt, &e.LastError, &e.CreatedAt, &e.ClaimToken, &e.MaybeSent)
+		&e.Attempts, &e.NextAttemptAt, &e.LastError, &e.CreatedAt, &e.ClaimToken, &e.MaybeSent, &e.HSTxnID, &e.RequestDigest)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -488,6 +489,43 @@ func TestOutboxBacklogAndDelivered(t *testing.T) {
 		}
 		if n, oldest, err := db.Outbox.Backlog(ctx); err != nil || n != 0 || !oldest.IsZero() {
 			t.Fatalf("backlog after delivery: %d %v %v", n, oldest, err)
+		}
+	})
+}
+
+// TestOutboxHSTxnIDs: every entry gets a homeserver txn id of its own,
+// also one that gets the row id of a dropped entry; the request digest is
+// kept, and a repeat of the txn id keeps the first entry's.
+func TestOutboxHSTxnIDs(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		seen := map[string]bool{}
+		add := func(txn, digest string) *database.OutboxEntry {
+			t.Helper()
+			e, _, err := db.Outbox.Add(ctx, &database.OutboxEntry{UserID: "@u:test", RoomID: "!r", TxnID: txn, EventType: "m.room.message",
+				Content: "{}", RequestDigest: digest, HSTxnID: "om1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e
+		}
+		for i := range 50 {
+			e := add(fmt.Sprintf("t%d", i), fmt.Sprintf("d%d", i))
+			if !strings.HasPrefix(e.HSTxnID, "om") || len(e.HSTxnID) < 2+26 || seen[e.HSTxnID] || e.RequestDigest != fmt.Sprintf("d%d", i) {
+				t.Fatalf("entry %d: txn id %q (seen before: %v), digest %q", i, e.HSTxnID, seen[e.HSTxnID], e.RequestDigest)
+			}
+			seen[e.HSTxnID] = true
+		}
+		if again := add("t0", "other"); again.RequestDigest != "d0" || !seen[again.HSTxnID] {
+			t.Fatalf("a repeated txn id changed the entry: %+v", again)
+		}
+		newest := add("newest", "n")
+		if ok, err := db.Outbox.Drop(ctx, newest.ID); err != nil || !ok {
+			t.Fatalf("drop: %v %v", ok, err)
+		}
+		next := add("next", "n")
+		if next.HSTxnID == newest.HSTxnID || seen[next.HSTxnID] {
+			t.Fatalf("the entry after a drop has txn id %q, the dropped one had %q", next.HSTxnID, newest.HSTxnID)
 		}
 	})
 }

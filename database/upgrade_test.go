@@ -201,6 +201,11 @@ func TestUpgradeOutboxFromV4(t *testing.T) {
 				if e.MaybeSent != r.wantMaybeSent || e.State != r.state || e.Attempts != r.attempts || e.ClaimToken != 0 {
 					t.Fatalf("entry %d after the upgrade: %+v", r.id, e)
 				}
+				// The homeserver txn id it may already have been sent
+				// with, and no digest: a repeat is answered as before.
+				if e.HSTxnID != fmt.Sprintf("om%d", r.id) || e.RequestDigest != "" {
+					t.Fatalf("entry %d's txn id %q and digest %q after the upgrade", r.id, e.HSTxnID, e.RequestDigest)
+				}
 			}
 			claimed, err := old.Outbox.Claim(ctx, 10, time.Minute)
 			if err != nil {
@@ -223,7 +228,7 @@ func TestUpgradeOutboxFromV4(t *testing.T) {
 			}
 			// New entries get ids after the old ones (PostgreSQL identity).
 			added, _, err := old.Outbox.Add(ctx, &database.OutboxEntry{UserID: "@u:test", RoomID: "!t", TxnID: "new", EventType: "m.room.message", Content: "{}"})
-			if err != nil || added.ID <= 5 {
+			if err != nil || added.ID <= 5 || added.HSTxnID == fmt.Sprintf("om%d", added.ID) || len(added.HSTxnID) < 2+26 {
 				t.Fatalf("new entry after the upgrade: %+v %v", added, err)
 			}
 		})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -324,12 +323,16 @@ func (o *Outbox) deliver(runCtx, sendCtx context.Context, entry *database.Outbox
 }
 
 // send makes one delivery attempt (with the client's own quick retries).
-// The homeserver txn id is derived from the entry, so while Synapse keeps
-// its txn cache a retry returns the same event instead of a copy; the
+// Every attempt of an entry uses the entry's homeserver txn id, so while
+// Synapse keeps its txn cache a retry returns the same event instead of a
+// copy; no other entry ever has that id (see database.NewHSTxnID). The
 // content always carries the client's txn id, by which the echo and a
 // later search recognise the message.
 func (o *Outbox) send(ctx context.Context, client *mautrix.Client, entry *database.OutboxEntry) (id.EventID, error) {
-	txnID := "om" + strconv.FormatInt(entry.ID, 10)
+	txnID := entry.HSTxnID
+	if txnID == "" {
+		return "", fmt.Errorf("%w: no homeserver txn id", errBadEntry)
+	}
 	var resp *mautrix.RespSendEvent
 	var err error
 	if entry.EventType == event.EventRedaction.Type {

@@ -16,7 +16,9 @@ var ErrCode = {
   LimitExceeded: "M_LIMIT_EXCEEDED",
   DuplicateAnnotation: "M_DUPLICATE_ANNOTATION",
   Unknown: "M_UNKNOWN",
-  PortalClosed: "NET.OPENMEET.PORTAL_CLOSED"
+  PortalClosed: "NET.OPENMEET.PORTAL_CLOSED",
+  /** The txn id was already used for another request; nothing was done. */
+  TxnConflict: "NET.OPENMEET.TXN_CONFLICT"
 };
 var BridgeError = class extends Error {
   name = "BridgeError";
@@ -1173,9 +1175,11 @@ var ChatClient = class extends Emitter {
   /**
    * Sends a file (an image, video, audio or any allowed file) to a room at
    * once, not through the queue: files are not kept in storage. The same
-   * txnId again is the same message. Errors are BridgeErrors: 413
-   * M_TOO_LARGE, 415 NET.OPENMEET.TYPE_NOT_ALLOWED or TYPE_MISMATCH, 503
-   * when Synapse is down (nothing was stored; retry).
+   * txnId again with the same file (type, name and size) is the same
+   * message. Errors are BridgeErrors: 409 NET.OPENMEET.TXN_CONFLICT when the
+   * txnId was used for another request, 413 M_TOO_LARGE, 415
+   * NET.OPENMEET.TYPE_NOT_ALLOWED or TYPE_MISMATCH, 503 when Synapse is down
+   * (nothing was stored; retry).
    */
   async upload(room, file, opts = {}) {
     const txnId = opts.txnId ?? newTxnId();

@@ -282,9 +282,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /**
    * Sends a file (an image, video, audio or any allowed file) to a room at
    * once, not through the queue: files are not kept in storage. The same
-   * txnId again is the same message. Errors are BridgeErrors: 413
-   * M_TOO_LARGE, 415 NET.OPENMEET.TYPE_NOT_ALLOWED or TYPE_MISMATCH, 503
-   * when Synapse is down (nothing was stored; retry).
+   * txnId again with the same file (type, name and size) is the same
+   * message. Errors are BridgeErrors: 409 NET.OPENMEET.TXN_CONFLICT when the
+   * txnId was used for another request, 413 M_TOO_LARGE, 415
+   * NET.OPENMEET.TYPE_NOT_ALLOWED or TYPE_MISMATCH, 503 when Synapse is down
+   * (nothing was stored; retry).
    */
   async upload(room: RoomRef, file: Blob, opts: { filename?: string; txnId?: string; signal?: AbortSignal } = {}): Promise<UploadResponse> {
     const txnId = opts.txnId ?? newTxnId();

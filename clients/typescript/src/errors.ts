@@ -13,6 +13,8 @@ export const ErrCode = {
   DuplicateAnnotation: "M_DUPLICATE_ANNOTATION",
   Unknown: "M_UNKNOWN",
   PortalClosed: "NET.OPENMEET.PORTAL_CLOSED",
+  /** The txn id was already used for another request; nothing was done. */
+  TxnConflict: "NET.OPENMEET.TXN_CONFLICT",
 } as const;
 
 /**

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type http from "node:http";
 import { describe, test } from "node:test";
 import { ChatClient } from "../src/chat.js";
-import { SendFailedError } from "../src/errors.js";
+import { ErrCode, SendFailedError, isBridgeError } from "../src/errors.js";
 import type { QueueStorage, QueueUpdate } from "../src/queue.js";
 import { IndexedDBQueueStorage } from "../src/storage/indexeddb.js";
 import { MemoryQueueStorage } from "../src/storage/memory.js";
@@ -177,6 +177,20 @@ describe("send queue", () => {
       updates.filter((u) => u.state !== "queued").map((u) => u.state),
       ["failed", "failed", "accepted", "accepted", "accepted"],
     );
+  });
+
+  test("a txn id used for another request (409 TXN_CONFLICT) fails the item, a reaction too, and is not retried", async (t) => {
+    const conflict = { status: 409, body: { errcode: "NET.OPENMEET.TXN_CONFLICT", error: "This txnId was already used for another request" } };
+    const bridge = await fakeBridge(t, () => conflict);
+    const { c } = client(bridge.server.url);
+    const msg = await c.send(room, "hello", { txnId: "used" });
+    const reaction = await c.react(room, "$ev", "👍", { txnId: "used-too" });
+    const isConflict = (err: unknown) =>
+      err instanceof SendFailedError && isBridgeError(err.cause, ErrCode.TxnConflict) && err.cause.status === 409;
+    await assert.rejects(msg.accepted, isConflict);
+    await assert.rejects(reaction.accepted, isConflict);
+    assert.equal(bridge.attempts.get("used"), 1);
+    assert.equal(bridge.attempts.get("used-too"), 1);
   });
 
   test("a 502 without an outbox state (homeserver unreachable) is retried", async (t) => {

@@ -622,7 +622,7 @@ export interface paths {
                 kind: components["parameters"]["ClientKind"];
                 /** @description The event's or group's slug */
                 slug: components["parameters"]["Slug"];
-                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                 txnId: components["parameters"]["TxnId"];
             };
             cookie?: never;
@@ -637,7 +637,7 @@ export interface paths {
                     kind: components["parameters"]["ClientKind"];
                     /** @description The event's or group's slug */
                     slug: components["parameters"]["Slug"];
-                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                     txnId: components["parameters"]["TxnId"];
                 };
                 cookie?: never;
@@ -658,6 +658,7 @@ export interface paths {
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
+                409: components["responses"]["TxnConflict"];
                 413: components["responses"]["Error"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
@@ -685,7 +686,7 @@ export interface paths {
                 kind: components["parameters"]["ClientKind"];
                 /** @description The event's or group's slug */
                 slug: components["parameters"]["Slug"];
-                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                 txnId: components["parameters"]["TxnId"];
             };
             cookie?: never;
@@ -700,7 +701,7 @@ export interface paths {
                     kind: components["parameters"]["ClientKind"];
                     /** @description The event's or group's slug */
                     slug: components["parameters"]["Slug"];
-                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                     txnId: components["parameters"]["TxnId"];
                 };
                 cookie?: never;
@@ -721,6 +722,7 @@ export interface paths {
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
+                409: components["responses"]["TxnConflict"];
                 413: components["responses"]["Error"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
@@ -748,7 +750,7 @@ export interface paths {
                 kind: components["parameters"]["ClientKind"];
                 /** @description The event's or group's slug */
                 slug: components["parameters"]["Slug"];
-                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                 txnId: components["parameters"]["TxnId"];
             };
             cookie?: never;
@@ -766,7 +768,7 @@ export interface paths {
                     kind: components["parameters"]["ClientKind"];
                     /** @description The event's or group's slug */
                     slug: components["parameters"]["Slug"];
-                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                     txnId: components["parameters"]["TxnId"];
                 };
                 cookie?: never;
@@ -786,7 +788,7 @@ export interface paths {
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
-                /** @description The user has already reacted to this event with this key (M_DUPLICATE_ANNOTATION); nothing was added */
+                /** @description The user has already reacted to this event with this key (M_DUPLICATE_ANNOTATION), or the txnId was used for another request (NET.OPENMEET.TXN_CONFLICT); nothing was added */
                 409: {
                     headers: {
                         [name: string]: unknown;
@@ -794,7 +796,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             /** @enum {string} */
-                            errcode: "M_DUPLICATE_ANNOTATION";
+                            errcode: "M_DUPLICATE_ANNOTATION" | "NET.OPENMEET.TXN_CONFLICT";
                             error: string;
                         };
                     };
@@ -826,7 +828,7 @@ export interface paths {
                 kind: components["parameters"]["ClientKind"];
                 /** @description The event's or group's slug */
                 slug: components["parameters"]["Slug"];
-                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                 txnId: components["parameters"]["TxnId"];
             };
             cookie?: never;
@@ -841,7 +843,7 @@ export interface paths {
                     kind: components["parameters"]["ClientKind"];
                     /** @description The event's or group's slug */
                     slug: components["parameters"]["Slug"];
-                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                     txnId: components["parameters"]["TxnId"];
                 };
                 cookie?: never;
@@ -861,6 +863,7 @@ export interface paths {
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
+                409: components["responses"]["TxnConflict"];
                 413: components["responses"]["Error"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
@@ -1004,7 +1007,7 @@ export interface paths {
                 kind: components["parameters"]["ClientKind"];
                 /** @description The event's or group's slug */
                 slug: components["parameters"]["Slug"];
-                /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                 txnId: components["parameters"]["TxnId"];
             };
             cookie?: never;
@@ -1012,7 +1015,7 @@ export interface paths {
         get?: never;
         /**
          * Send a file (idempotent on the user and txnId)
-         * @description The body is the file itself, with its Content-Type and Content-Length. The bridge streams it to Synapse's media repository as the user's ghost and sends it as m.image, m.video, m.audio or m.file with info (mimetype, size, w and h of images, a thumbnail for images larger than 800x600). A txnId used before answers as the first time did; the file is not stored again. Nothing is stored for any error.
+         * @description The body is the file itself, with its Content-Type and Content-Length. The bridge streams it to Synapse's media repository as the user's ghost and sends it as m.image, m.video, m.audio or m.file with info (mimetype, size, w and h of images, a thumbnail for images larger than 800x600). A repeat (same txnId, room, Content-Type, filename and Content-Length) answers as the first time did; the file is not read or stored again. Another request with that txnId is refused with 409. Nothing is stored for any error.
          */
         put: {
             parameters: {
@@ -1025,7 +1028,7 @@ export interface paths {
                     kind: components["parameters"]["ClientKind"];
                     /** @description The event's or group's slug */
                     slug: components["parameters"]["Slug"];
-                    /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+                    /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
                     txnId: components["parameters"]["TxnId"];
                 };
                 cookie?: never;
@@ -1050,6 +1053,7 @@ export interface paths {
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
+                409: components["responses"]["TxnConflict"];
                 /** @description No Content-Length (M_MISSING_PARAM) */
                 411: {
                     headers: {
@@ -1690,6 +1694,19 @@ export interface components {
                 "application/json": components["schemas"]["Send"];
             };
         };
+        /** @description The txnId was already used by this user for another request (another action, room or body): NET.OPENMEET.TXN_CONFLICT. Nothing was done; send a new request with a new txnId. */
+        TxnConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    errcode: "NET.OPENMEET.TXN_CONFLICT";
+                    error: string;
+                };
+            };
+        };
         /** @description A file sent, and its message in the outbox */
         Upload: {
             headers: {
@@ -1711,7 +1728,7 @@ export interface components {
         User: string;
         ProvisionKind: "events" | "groups";
         ClientKind: "events" | "groups";
-        /** @description The client's transaction id, 1 to 255 characters: a request repeated with the same one (by the same user) is the same request */
+        /** @description The client's transaction id, 1 to 255 characters, unique per user across rooms and actions: a request repeated with the same one (by the same user) is the same request and is answered as the first time. The same one with another request -- another action (send, edit, react, redact, upload), room or body (after decoding: spacing, key order and empty optional fields do not count; for uploads, another Content-Type, filename or Content-Length) -- is refused with 409 NET.OPENMEET.TXN_CONFLICT, and nothing of it is done. */
         TxnId: string;
     };
     requestBodies: never;
