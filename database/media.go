@@ -3,6 +3,7 @@ package database
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -11,20 +12,20 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// The places an event names a file, as gjson paths: a message's file and
-// thumbnail (plain or encrypted), the same in an edit's new content, and
-// an avatar (m.room.avatar's url, m.room.member's avatar_url). Migration
-// 8 backfills media_ref from the same paths.
+// The places in an event's content that name a file, as gjson paths: a
+// message's file and thumbnail (plain or encrypted), the same in an
+// edit's new content, and an avatar (m.room.avatar's url, m.room.member's
+// avatar_url). Migration 8 backfills media_ref from the same places.
 var mediaRefPaths = []string{
-	"content.url",
-	"content.file.url",
-	"content.info.thumbnail_url",
-	"content.info.thumbnail_file.url",
-	`content.m\.new_content.url`,
-	`content.m\.new_content.file.url`,
-	`content.m\.new_content.info.thumbnail_url`,
-	`content.m\.new_content.info.thumbnail_file.url`,
-	"content.avatar_url",
+	"url",
+	"file.url",
+	"info.thumbnail_url",
+	"info.thumbnail_file.url",
+	`m\.new_content.url`,
+	`m\.new_content.file.url`,
+	`m\.new_content.info.thumbnail_url`,
+	`m\.new_content.info.thumbnail_file.url`,
+	"avatar_url",
 }
 
 var (
@@ -72,7 +73,12 @@ func mediaRefsOf(evt *LoggedEvent) []string {
 		return nil
 	}
 	var refs []string
-	for _, v := range gjson.GetManyBytes(evt.Raw, mediaRefPaths...) {
+	content := gjson.GetBytes(evt.Raw, "content")
+	if !content.IsObject() {
+		return nil
+	}
+	for _, path := range mediaRefPaths {
+		v := content.Get(path)
 		if v.Type == gjson.String && validMXC(v.Str) && !containsString(refs, v.Str) {
 			refs = append(refs, v.Str)
 		}
@@ -152,8 +158,13 @@ func redactedIn(redacted []redactionOf, evt *LoggedEvent) bool {
 }
 
 const (
-	insertMediaRefQuery = `
-		INSERT INTO media_ref (mxc, room_id, event_id, stream_pos) VALUES ($1, $2, $3, $4)
+	// The rows come as one JSON array of [mxc, room, event, position]: one
+	// statement whatever their number (one insert per row made a 100-event
+	// transaction with ten images 25% slower; BenchmarkAppendTransaction
+	// sqlite/100-files). "WHERE true" lets SQLite parse the upsert.
+	insertMediaRefsQuerySQLite = `
+		INSERT INTO media_ref (mxc, room_id, event_id, stream_pos)
+		SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true
 		ON CONFLICT DO NOTHING`
 	deleteMediaRefsQuery = `DELETE FROM media_ref WHERE event_id = $1 AND room_id = $2`
 	// The primary key (mxc, room_id, event_id) answers it.
@@ -165,10 +176,18 @@ const (
 // SQLite only: on PostgreSQL appendTxnPostgres does it in its statement.
 func (q *EventLogQuery) writeMediaChanges(ctx context.Context, written []*LoggedEvent) error {
 	refs, redacted := mediaChanges(written)
-	for _, ref := range refs {
-		evt := written[ref.event]
-		if _, err := q.db.Exec(ctx, insertMediaRefQuery, ref.mxc, evt.RoomID, evt.EventID, evt.Position); err != nil {
-			return fmt.Errorf("failed to record media reference: %w", err)
+	if len(refs) > 0 {
+		rows := make([][4]any, len(refs))
+		for i, ref := range refs {
+			evt := written[ref.event]
+			rows[i] = [4]any{ref.mxc, evt.RoomID, evt.EventID, evt.Position}
+		}
+		list, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		if _, err = q.db.Exec(ctx, insertMediaRefsQuerySQLite, string(list)); err != nil {
+			return fmt.Errorf("failed to record media references: %w", err)
 		}
 	}
 	for _, r := range redacted {
