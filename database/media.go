@@ -159,9 +159,8 @@ func redactedIn(redacted []redactionOf, evt *LoggedEvent) bool {
 
 const (
 	// The rows come as one JSON array of [mxc, room, event, position]: one
-	// statement whatever their number (one insert per row made a 100-event
-	// transaction with ten images 25% slower; BenchmarkAppendTransaction
-	// sqlite/100-files). "WHERE true" lets SQLite parse the upsert.
+	// statement whatever their number, whose text stays prepared. "WHERE
+	// true" lets SQLite parse the upsert.
 	insertMediaRefsQuerySQLite = `
 		INSERT INTO media_ref (mxc, room_id, event_id, stream_pos)
 		SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true
