@@ -225,7 +225,11 @@ func (c *Client) getSignedMedia(w http.ResponseWriter, r *http.Request, kind, se
 func (c *Client) getMemberMedia(w http.ResponseWriter, r *http.Request, kind, server, mediaID string) {
 	who := callerOf(r)
 	roomID := id.RoomID(r.URL.Query().Get("room"))
-	forbidden := func() {
+	// The caller hears only that the file is not theirs to see; whether
+	// the room or the file was the reason goes to the log.
+	forbidden := func(reason string) {
+		c.log.Debug().Str("user_id", who.userID.String()).Str("room_id", roomID.String()).
+			Str("mxc", "mxc://"+server+"/"+mediaID).Str("reason", reason).Msg("Refused a media download")
 		mautrix.MForbidden.WithMessage("No room of yours has this file").Write(w)
 	}
 	if roomID == "" {
@@ -238,7 +242,7 @@ func (c *Client) getMemberMedia(w http.ResponseWriter, r *http.Request, kind, se
 		return
 	}
 	if membership != event.MembershipJoin {
-		forbidden()
+		forbidden("not_joined")
 		return
 	}
 	found, err := c.db.EventLog.ReferencesMedia(r.Context(), roomID, "mxc://"+server+"/"+mediaID)
@@ -247,7 +251,10 @@ func (c *Client) getMemberMedia(w http.ResponseWriter, r *http.Request, kind, se
 		return
 	}
 	if !found {
-		forbidden()
+		// No event of the room names it in a file's place (a message's
+		// file or thumbnail, an edit's, an avatar), or those that did
+		// were redacted.
+		forbidden("not_in_room")
 		return
 	}
 	c.media.Serve(w, r, kind, server, mediaID, who.userID, 0)

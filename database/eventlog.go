@@ -192,6 +192,9 @@ func (q *EventLogQuery) appendSQLite(ctx context.Context, txnID, digest string, 
 	if err = q.updateMembers(ctx, events); err != nil {
 		return nil, err
 	}
+	if err = q.writeMediaChanges(ctx, events); err != nil {
+		return nil, err
+	}
 	return events, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 // p99) beside ns/op. The "-hashids" variants give the events IDs shaped
 // like Synapse's (room versions 4 and later: base64 of a hash), which land
 // at random places in the event_id index, where the benchmark's own IDs
-// sort in the order they are written.
+// sort in the order they are written. The "-files" variant makes every
+// tenth event an image with a thumbnail (two media_ref rows each).
 func BenchmarkAppendTransaction(b *testing.B) {
 	engines := []struct {
 		name string
@@ -41,11 +43,15 @@ func BenchmarkAppendTransaction(b *testing.B) {
 		for _, shape := range []struct {
 			n      int
 			hashed bool
-		}{{1, false}, {2, false}, {100, false}, {100, true}} {
+			files  bool
+		}{{1, false, false}, {2, false, false}, {100, false, false}, {100, true, false}, {100, false, true}} {
 			n := shape.n
 			name := fmt.Sprintf("%s/%d", engine.name, n)
 			if shape.hashed {
 				name += "-hashids"
+			}
+			if shape.files {
+				name += "-files"
 			}
 			b.Run(name, func(b *testing.B) {
 				db, err := database.Open(engine.cfg(b), zerolog.Nop())
@@ -62,6 +68,9 @@ func BenchmarkAppendTransaction(b *testing.B) {
 					txns[i] = benchEvents(i, n)
 					if shape.hashed {
 						hashEventIDs(txns[i])
+					}
+					if shape.files {
+						withFiles(txns[i])
 					}
 				}
 				took := make([]time.Duration, 0, b.N)
@@ -100,6 +109,17 @@ func benchEvents(txn, n int) []*database.LoggedEvent {
 		events[i] = evt
 	}
 	return events
+}
+
+// withFiles makes every tenth message an image with a thumbnail.
+func withFiles(events []*database.LoggedEvent) {
+	for i, evt := range events {
+		if i%10 != 4 || evt.Type != "m.room.message" {
+			continue
+		}
+		evt.Raw = fmt.Appendf(nil, `{"event_id":%q,"room_id":%q,"type":"m.room.message","sender":%q,"origin_server_ts":1732480000000,"content":{"msgtype":"m.image","body":"photo.jpg","url":"mxc://bench.local/file%[4]s","info":{"mimetype":"image/jpeg","size":123456,"w":1200,"h":900,"thumbnail_url":"mxc://bench.local/thumb%[4]s","thumbnail_info":{"mimetype":"image/jpeg","w":800,"h":600}}}}`,
+			evt.EventID, evt.RoomID, evt.Sender, strings.TrimPrefix(string(evt.EventID), "$"))
+	}
 }
 
 // hashEventIDs replaces the events' IDs by IDs shaped like Synapse's for

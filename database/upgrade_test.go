@@ -234,3 +234,74 @@ func TestUpgradeOutboxFromV4(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgradeMediaRefsFromV7: migration 8 records the references of the
+// events a v7 bridge logged (the media corpus, written as rows of schema
+// 7) exactly as ingest would: files in structured places, none from a
+// text message quoting an mxc URI, none of malformed URIs or of events
+// redacted in their room.
+func TestUpgradeMediaRefsFromV7(t *testing.T) {
+	cfgs := map[string]func(t *testing.T) database.Config{
+		"sqlite": func(t *testing.T) database.Config {
+			return database.Config{Type: "sqlite3-fk-wal", URI: "file:" + filepath.Join(t.TempDir(), "t.db") + "?_txlock=immediate"}
+		},
+		"postgres": func(t *testing.T) database.Config {
+			return database.Config{Type: "postgres", URI: harness.PostgresURI(t)}
+		},
+	}
+	for name, cfg := range cfgs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			old, err := database.Open(cfg(t), zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			current := old.UpgradeTable
+			old.UpgradeTable = dbutil.BuildUpgradeTable().WithFSPath(v1Schema, "testdata/v1").Finish()
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			old.UpgradeTable = current[:7]
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var version int
+			if err := old.QueryRow(ctx, `SELECT version FROM version`).Scan(&version); err != nil || version != 7 {
+				t.Fatalf("prepared version %d, %v; want 7", version, err)
+			}
+			if _, err := old.Exec(ctx, `INSERT INTO appservice_txn (txn_id, received_at, event_count) VALUES ('t1', 1, 1)`); err != nil {
+				t.Fatal(err)
+			}
+			pos := 0
+			for _, txn := range mediaCorpus {
+				for _, m := range txn {
+					pos++
+					evt := m.logged()
+					if _, err := old.Exec(ctx, `INSERT INTO event_log (stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event, txn_id, logged_at)
+						VALUES ($1, $2, $3, $4, $5, $6, 1, $7, 't1', 1)`,
+						pos, evt.EventID, evt.RoomID, evt.Type, evt.Sender, evt.StateKey, string(evt.Raw)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if _, err := old.Exec(ctx, `UPDATE stream_position SET position = $1`, pos); err != nil {
+				t.Fatal(err)
+			}
+			old.UpgradeTable = current
+			if err := old.Upgrade(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := mediaRefs(t, old), wantMediaRefs(); !slices.Equal(got, want) {
+				t.Fatalf("media_ref after the upgrade:\n got %q\nwant %q", got, want)
+			}
+			checkReferences(t, old)
+			// Rows keep their event's position.
+			var stale int
+			if err := old.QueryRow(ctx, `SELECT COUNT(*) FROM media_ref m JOIN event_log e ON e.event_id = m.event_id WHERE e.stream_pos <> m.stream_pos`).Scan(&stale); err != nil || stale != 0 {
+				t.Fatalf("%d rows with another position than their event's, %v", stale, err)
+			}
+		})
+	}
+}

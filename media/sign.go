@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/openmeet-team/openmeet-bridge/database"
 )
 
 // Errors of Verify; the client API answers 403 to both.
@@ -79,23 +81,9 @@ func ParseMXC(uri string) (server, mediaID string, ok bool) {
 
 // ValidPart reports whether s may be a server name or media ID: 1 to 255
 // of [A-Za-z0-9._:[]-] (the spec allows [A-Za-z0-9_-] in media IDs, and
-// server names are host[:port]). A loop, not a regexp: every media URL in
-// every stream payload passes here.
-func ValidPart(s string) bool {
-	if len(s) == 0 || len(s) > 255 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.', c == '_', c == ':', c == '[', c == ']', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// server names are host[:port]). The event log records references to
+// files by the same rule.
+func ValidPart(s string) bool { return database.ValidMXCPart(s) }
 
 func (s *Signer) mac(kind string, roomID id.RoomID, server, mediaID string, exp int64) string {
 	msg := make([]byte, 0, 512)

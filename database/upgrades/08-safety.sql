@@ -28,7 +28,10 @@ CREATE TABLE media_ref (
 );
 CREATE INDEX media_ref_event_idx ON media_ref (event_id);
 
--- The references of the events already logged.
+-- The references of the events already logged: well-formed mxc URIs
+-- (mxc://server/id, each part 1 to 255 of [A-Za-z0-9._:[]-], as ingest
+-- takes them), less those of events a logged redaction of their room
+-- names.
 -- only: postgres until "end only"
 INSERT INTO media_ref (mxc, room_id, event_id, stream_pos)
 SELECT DISTINCT r.mxc, e.room_id, e.event_id, e.stream_pos
@@ -44,8 +47,11 @@ CROSS JOIN LATERAL (VALUES
     (e.event::jsonb #>> '{content,m.new_content,info,thumbnail_file,url}'),
     (e.event::jsonb #>> '{content,avatar_url}')
 ) AS r (mxc)
-WHERE r.mxc LIKE 'mxc://%'
+WHERE r.mxc ~ '^mxc://[]A-Za-z0-9._:[-]{1,255}/[]A-Za-z0-9._:[-]{1,255}$'
 ON CONFLICT DO NOTHING;
+DELETE FROM media_ref m USING event_log e
+WHERE e.event_type = 'm.room.redaction' AND m.room_id = e.room_id
+    AND m.event_id IN (e.event::jsonb ->> 'redacts', e.event::jsonb #>> '{content,redacts}');
 -- end only postgres
 -- only: sqlite until "end only"
 INSERT INTO media_ref (mxc, room_id, event_id, stream_pos)
@@ -61,8 +67,19 @@ FROM event_log e, json_each(json_array(
     json_extract(e.event, '$.content."m.new_content".info.thumbnail_file.url'),
     json_extract(e.event, '$.content.avatar_url')
 )) AS r
-WHERE json_valid(e.event) AND r.type = 'text' AND r.value LIKE 'mxc://%'
+WHERE json_valid(e.event) AND r.type = 'text' AND r.value GLOB 'mxc://?*/?*'
+    AND substr(r.value, 7) NOT GLOB '*[^]A-Za-z0-9._:[/-]*'
+    AND substr(r.value, 7) NOT GLOB '*/*/*'
+    AND instr(substr(r.value, 7), '/') <= 256
+    AND length(r.value) - 6 - instr(substr(r.value, 7), '/') <= 255
 ON CONFLICT DO NOTHING;
+DELETE FROM media_ref WHERE (event_id, room_id) IN (
+    SELECT json_extract(event, '$.redacts'), room_id FROM event_log
+    WHERE event_type = 'm.room.redaction' AND json_valid(event)
+    UNION ALL
+    SELECT json_extract(event, '$.content.redacts'), room_id FROM event_log
+    WHERE event_type = 'm.room.redaction' AND json_valid(event)
+);
 -- end only sqlite
 
 -- Jobs only one replica may do at a time (the bot, the janitor, a portal's
