@@ -49,6 +49,10 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 	if errors.Is(err, errTooManyStreams) {
 		retryLater(w, http.StatusServiceUnavailable, 5*time.Second, "Too many open streams for this user")
 		return
+	} else if errors.Is(err, ErrHubNotRunning) || errors.Is(err, errHubOutran) {
+		h.log.Warn().Err(err).Msg("Stream refused")
+		retryLater(w, http.StatusServiceUnavailable, 2*time.Second, "The event stream is not available right now; retry shortly")
+		return
 	} else if err != nil {
 		h.log.Err(err).Msg("Failed to open stream")
 		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,37 +22,53 @@ import (
 // TestMembershipChangedWhileAStreamOpens: joins and leaves logged (and
 // handed out by the hub) after a new stream read where it starts, but
 // before it registered, are applied to it: the user sees the room it
-// joined and nothing more of the room it left. Changes at every attempt
-// also make the stream catch up while holding the hub still.
+// joined and nothing more of the room it left. Caught up from the hub's
+// record of recent member events when it reaches back far enough (ring
+// default), else from the log, read without the hub's lock and again while
+// the hub keeps moving (ring 1: two changes at each of two attempts).
 func TestMembershipChangedWhileAStreamOpens(t *testing.T) {
-	for _, pushes := range []int{1, 4} {
-		t.Run(fmt.Sprintf("changes=%d", pushes), func(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		perAttempt int
+		ring       int
+		fromLog    bool
+	}{
+		{"memory", 4, recentMemberEvents, false},
+		{"log", 2, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			bothModes(t, func(t *testing.T, cfg Config) {
 				var f *hubFixture
-				errs := make(chan error, 8)
-				// Each attempt to register: one change of the user's own
-				// membership, handed out by the hub before the attempt.
 				changes := [][]string{{"!a", "leave"}, {"!c", "join"}, {"!d", "join"}, {"!b", "leave"}}
+				rounds := len(changes) / tc.perAttempt
+				errs := make(chan error, rounds)
+				var attempts atomic.Int64
 				f = newHubFixture(t, cfg, func(h *Hub, _ *httptest.Server) {
+					h.recent.size = tc.ring
 					h.hooks.beforeRegister = func(attempt int) {
-						if attempt <= pushes {
-							c := changes[attempt-1]
-							_, err := f.pushErr(membership(c[0], "@u:test", event.Membership(c[1])))
-							errs <- err
+						attempts.Store(int64(attempt))
+						if attempt > rounds {
+							return
 						}
+						var events []*database.LoggedEvent
+						for _, c := range changes[(attempt-1)*tc.perAttempt : attempt*tc.perAttempt] {
+							events = append(events, membership(c[0], "@u:test", event.Membership(c[1])))
+						}
+						_, err := f.pushErr(events...)
+						errs <- err
 					}
 				})
 				f.push(t, membership("!a", "@u:test", event.MembershipJoin), membership("!b", "@u:test", event.MembershipJoin))
 				frames, _ := f.open(t, "@u:test", "")
-				for range pushes {
+				for range rounds {
 					if err := <-errs; err != nil {
 						t.Fatal(err)
 					}
 				}
-				want := map[string]bool{"!a": false, "!b": true, "!c": false, "!d": false}
-				for _, c := range changes[:pushes] {
-					want[c[0]] = c[1] == "join"
+				if got := attempts.Load(); (got > 1) != tc.fromLog {
+					t.Fatalf("registered at attempt %d; from the log: %v", got, tc.fromLog)
 				}
+				want := map[string]bool{"!a": false, "!b": false, "!c": true, "!d": true}
 				for _, room := range []string{"!a", "!b", "!c", "!d"} {
 					f.push(t, message(room, "in "+room))
 				}
