@@ -38,9 +38,11 @@ import (
 //
 // The user's own member events are always visible: the stream is how the
 // client learns its rooms. When the log no longer holds the state as of the
-// start (pruned), the user's membership falls back to room_member if it has
-// not changed since, else to none; an unknown visibility counts as joined.
-// Both can only hide events, never show more.
+// start (pruned), the user counts as not a member and the visibility as
+// joined: that can only hide events, never show more. (room_member cannot
+// stand in: the state is read only for rooms whose membership of the user
+// changed in the range, so its row is always newer than the start; a room
+// the user stayed joined to needs no read.)
 type historyFilter struct {
 	db   *database.Database
 	user id.UserID
@@ -140,16 +142,6 @@ func (f *historyFilter) readStart(ctx context.Context, roomID id.RoomID, r *room
 	}
 	if member != nil {
 		r.membership = membershipOf(member)
-	} else {
-		// Not in the log (pruned, or recorded from an adopted room's
-		// state): the current row holds if it is no newer than the start.
-		row, err := f.db.Members.Get(ctx, roomID, f.user)
-		if err != nil {
-			return fmt.Errorf("failed to read membership: %w", err)
-		}
-		if row != nil && row.Position <= f.from {
-			r.membership = row.Membership
-		}
 	}
 	vis, err := f.db.EventLog.StateAt(ctx, roomID, event.StateHistoryVisibility.Type, "", f.from)
 	if err != nil {
