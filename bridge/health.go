@@ -44,8 +44,9 @@ func (b *Bridge) registerOps(r *mux.Router) {
 		Methods(http.MethodGet)
 }
 
-// ready answers 200 when both the homeserver and the database work, 503
-// otherwise, with which of them works as booleans. The reasons are logged
+// ready answers 200 when the homeserver and the database work and the
+// event stream hub follows the log, 503 otherwise, with which of them
+// works as booleans. The reasons are logged
 // (the homeserver's by its connection loop, the database's here, when it
 // starts and stops failing), never sent: the probe needs no
 // authentication, and error texts can name hosts, users and paths.
@@ -59,12 +60,15 @@ func (b *Bridge) ready(w http.ResponseWriter, r *http.Request) {
 		b.Log.Info().Msg("Readiness: database answers again")
 	}
 	hsOK := b.HS.Ready()
-	ok := hsOK && dbErr == nil
+	// Without a running hub, streams are refused: not ready, so that a
+	// balancer sends them elsewhere while the hub tries again.
+	streamsOK := b.Hub == nil || b.Hub.Running()
+	ok := hsOK && dbErr == nil && streamsOK
 	code := http.StatusOK
 	if !ok {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]bool{"ready": ok, "homeserver": hsOK, "database": dbErr == nil})
+	writeJSON(w, code, map[string]bool{"ready": ok, "homeserver": hsOK, "database": dbErr == nil, "streams": streamsOK})
 }
 
 // listenOps opens the metrics.listen listener, if one is configured.

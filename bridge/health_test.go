@@ -48,7 +48,7 @@ func get(t *testing.T, url string) (int, []byte) {
 }
 
 // readyBody decodes a readiness answer, failing unless it holds exactly
-// the three booleans: no error text reaches whoever asks.
+// the four booleans: no error text reaches whoever asks.
 func readyBody(t *testing.T, raw []byte) map[string]bool {
 	t.Helper()
 	var body map[string]any
@@ -58,12 +58,12 @@ func readyBody(t *testing.T, raw []byte) map[string]bool {
 	out := map[string]bool{}
 	for key, v := range body {
 		b, ok := v.(bool)
-		if !ok || (key != "ready" && key != "homeserver" && key != "database") {
+		if !ok || (key != "ready" && key != "homeserver" && key != "database" && key != "streams") {
 			t.Fatalf("ready answers %s=%v: %s", key, v, raw)
 		}
 		out[key] = b
 	}
-	if len(out) != 3 {
+	if len(out) != 4 {
 		t.Fatalf("ready: %s", raw)
 	}
 	return out

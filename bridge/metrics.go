@@ -92,6 +92,19 @@ func (b *Bridge) registerStreamMetrics() {
 		Name: "openmeet_sse_cut_off_total",
 		Help: "Event streams cut off because client_api.stream.buffer events waited for them (they resume and lose nothing).",
 	}, func() float64 { return float64(stats().CutOffSlow) }))
+	b.metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "openmeet_sse_hub_restarts_total",
+		Help: "Times the event stream hub could not follow the event log (the database failed) and tried again; streams are refused meanwhile.",
+	}, func() float64 { return float64(stats().Restarts) }))
+	b.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "openmeet_sse_hub_running",
+		Help: "1 while the event stream hub follows the event log (0 with the client API off).",
+	}, func() float64 {
+		if b.Hub != nil && b.Hub.Running() {
+			return 1
+		}
+		return 0
+	}))
 	delivery := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "openmeet_stream_delivery_seconds",
 		Help: "The bridge's share of a message's way to a browser: from Synapse's transaction request arriving until the event's frame was written to a stream's connection, per stream.",

@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"errors"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -25,6 +26,12 @@ const (
 		FROM event_log
 		WHERE state_key = $1 AND stream_pos > $2 AND stream_pos <= $3 AND event_type = 'm.room.member'
 		ORDER BY stream_pos`
+	// event_log_state_idx finds it without reading the room's messages.
+	stateAtQuery = `
+		SELECT stream_pos, event_id, room_id, event_type, sender, state_key, origin_ts, event
+		FROM event_log
+		WHERE room_id = $1 AND event_type = $2 AND state_key = $3 AND stream_pos <= $4
+		ORDER BY stream_pos DESC LIMIT 1`
 )
 
 // StreamSnapshot is where a new stream starts: the highest committed log
@@ -62,4 +69,15 @@ func (q *EventLogQuery) StreamSnapshot(ctx context.Context, userID id.UserID) (*
 func (q *EventLogQuery) MemberEventsBetween(ctx context.Context, userID id.UserID, after, upTo int64) ([]*LoggedEvent, error) {
 	rows, err := q.db.Query(ctx, memberEventsBetweenQuery, userID, after, upTo)
 	return dbutil.NewRowIterWithError(rows, scanLoggedEvent, err).AsList()
+}
+
+// StateAt returns the room's newest logged state event of that type and
+// state key at or before position at, or nil when the log holds none (the
+// room never had one, or it was pruned).
+func (q *EventLogQuery) StateAt(ctx context.Context, roomID id.RoomID, eventType, stateKey string, at int64) (*LoggedEvent, error) {
+	evt, err := scanLoggedEvent(q.db.QueryRow(ctx, stateAtQuery, roomID, eventType, stateKey, at))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return evt, err
 }

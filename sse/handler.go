@@ -49,6 +49,10 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, userID id.UserID) {
 	if errors.Is(err, errTooManyStreams) {
 		retryLater(w, http.StatusServiceUnavailable, 5*time.Second, "Too many open streams for this user")
 		return
+	} else if errors.Is(err, ErrHubNotRunning) || errors.Is(err, errHubOutran) {
+		h.log.Warn().Err(err).Msg("Stream refused")
+		retryLater(w, http.StatusServiceUnavailable, 2*time.Second, "The event stream is not available right now; retry shortly")
+		return
 	} else if err != nil {
 		h.log.Err(err).Msg("Failed to open stream")
 		mautrix.MUnknown.WithMessage("Failed to open stream").Write(w)
@@ -254,9 +258,17 @@ func (h *Hub) opening(r *http.Request, write func([]byte) bool, userID id.UserID
 }
 
 // backfill writes what the client missed, from after lastID up to start
-// (from start on, the subscriber has it), of the rooms it follows and its
-// own membership.
+// (from start on, the subscriber has it): what the user could see at each
+// position (see historyFilter).
 func (h *Hub) backfill(ctx context.Context, write func([]byte) bool, userID id.UserID, follows map[id.RoomID]struct{}, lastID, start int64) bool {
+	if lastID >= start {
+		return true
+	}
+	filter, err := newHistoryFilter(ctx, h.db, userID, follows, lastID, start)
+	if err != nil {
+		h.log.Err(err).Msg("Failed to resume stream")
+		return false
+	}
 	for pos := lastID; pos < start; {
 		events, err := h.db.EventLog.After(ctx, pos, 500)
 		if err != nil || len(events) == 0 {
@@ -267,7 +279,12 @@ func (h *Hub) backfill(ctx context.Context, write func([]byte) bool, userID id.U
 				return true
 			}
 			pos = evt.Position
-			if _, ok := follows[evt.RoomID]; !ok && !isAbout(evt, userID) {
+			visible, err := filter.visible(ctx, evt)
+			if err != nil {
+				h.log.Err(err).Msg("Failed to resume stream")
+				return false
+			}
+			if !visible {
 				continue
 			}
 			frame, _, err := h.fmt.frame(ctx, evt)

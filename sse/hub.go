@@ -5,6 +5,7 @@ package sse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -60,10 +61,16 @@ type Hub struct {
 	fmt    *formatter
 	limits *connectLimits
 	parker *parker
-	// started is closed once Run knows where the log ends.
-	started chan struct{}
-	hooks   hooks
-	observe func(time.Duration)
+	// started is closed once Run knows where the log ends, the first time.
+	started     chan struct{}
+	startedOnce sync.Once
+	// retryBase is the first wait before Run tries again to follow the
+	// log; it doubles up to retryMax.
+	retryBase, retryMax time.Duration
+	// restarts counts Run's failed attempts to follow the log (Stats).
+	restarts atomic.Uint64
+	hooks    hooks
+	observe  func(time.Duration)
 	// delivering is held by whoever hands out events: Run's loop, or
 	// Logged delivering a batch itself. running (guarded by it) is true
 	// while Run follows the log.
@@ -74,9 +81,15 @@ type Hub struct {
 
 	mu       sync.Mutex
 	position int64
-	byRoom   map[id.RoomID]map[*subscriber]struct{}
-	byUser   map[id.UserID]map[*subscriber]struct{}
-	total    int
+	// following is true while Run follows the log from position; new
+	// streams are refused otherwise (they would wait for nothing).
+	following bool
+	byRoom    map[id.RoomID]map[*subscriber]struct{}
+	byUser    map[id.UserID]map[*subscriber]struct{}
+	total     int
+	// recent holds the newest member events handed out (see
+	// recentMembers), for streams that register while the hub moves.
+	recent recentMembers
 }
 
 // hooks let tests stop the hub where interleavings matter; nil in
@@ -94,12 +107,14 @@ type hooks struct {
 func NewHub(db *database.Database, cfg Config, log zerolog.Logger) *Hub {
 	h := &Hub{
 		db: db, cfg: cfg,
-		log:     log.With().Str("component", "sse").Logger(),
-		fmt:     newFormatter(db),
-		limits:  newConnectLimits(cfg),
-		started: make(chan struct{}),
-		byRoom:  make(map[id.RoomID]map[*subscriber]struct{}),
-		byUser:  make(map[id.UserID]map[*subscriber]struct{}),
+		log:       log.With().Str("component", "sse").Logger(),
+		fmt:       newFormatter(db),
+		limits:    newConnectLimits(cfg),
+		started:   make(chan struct{}),
+		retryBase: time.Second, retryMax: 30 * time.Second,
+		recent: recentMembers{size: recentMemberEvents},
+		byRoom: make(map[id.RoomID]map[*subscriber]struct{}),
+		byUser: make(map[id.UserID]map[*subscriber]struct{}),
 	}
 	if db != nil {
 		h.feed = db.EventLog.NewFeed(handedQueue, readBatch)
@@ -281,17 +296,57 @@ func (h *Hub) Connections() int {
 	return h.total
 }
 
-// Run follows the log until ctx ends, then closes every stream.
+// ErrHubNotRunning is returned to a new stream while the hub does not
+// follow the log (it is starting, or waiting to try again after a
+// failure): the stream is refused and the client retries.
+var ErrHubNotRunning = errors.New("event stream hub is not running")
+
+// Run follows the log until ctx ends, then closes every stream. When it
+// cannot start following (the database is down), it tries again with a
+// growing wait, logging each failure, until ctx ends; meanwhile Running is
+// false and new streams are refused.
 func (h *Hub) Run(ctx context.Context) error {
+	wait := h.retryBase
+	for {
+		err := h.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		h.restarts.Add(1)
+		h.log.Err(err).Dur("retry_in", wait).Msg("Event stream hub stopped; restarting")
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		wait = min(2*wait, h.retryMax)
+	}
+}
+
+// Running reports whether the hub follows the log: streams get live
+// events. Readiness reports it.
+func (h *Hub) Running() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.following
+}
+
+// runOnce is one run of the hub: it reads where the log ends, then hands
+// out what is logged after, until ctx ends (nil) or it cannot start.
+func (h *Hub) runOnce(ctx context.Context) error {
 	start, err := h.db.EventLog.MaxPosition(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("failed to read where the event log ends: %w", err)
 	}
 	h.mu.Lock()
 	h.position = start
+	h.recent.reset(start)
+	h.following = true
 	h.mu.Unlock()
 	defer h.closeAll()
-	if h.cfg.Park {
+	if h.cfg.Park && h.parkerOf() == nil {
 		p, err := newParker(h, max(h.cfg.Writers, 1))
 		if err != nil {
 			h.log.Warn().Err(err).Msg("Cannot park streams; every stream keeps a goroutine")
@@ -311,7 +366,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.running = false
 		h.delivering.Unlock()
 	}()
-	close(h.started)
+	h.startedOnce.Do(func() { close(h.started) })
 	for {
 		batch, err := h.feed.NextAfter(ctx, h.currentPosition, time.Second)
 		if ctx.Err() != nil {
@@ -362,6 +417,7 @@ func (h *Hub) deliver(evt *database.LoggedEvent, frame outFrame, portal *PortalI
 	var membership event.Membership
 	if isMember {
 		target, membership = id.UserID(*evt.StateKey), membershipOf(evt)
+		h.recent.add(memberChange{pos: evt.Position, room: evt.RoomID, user: target, join: membership == event.MembershipJoin})
 		if membership == event.MembershipJoin {
 			for sub := range h.byUser[target] {
 				if sub.from < evt.Position {
@@ -430,16 +486,21 @@ func (h *Hub) unfollow(sub *subscriber, roomID id.RoomID) {
 //
 // The rooms and the position must match exactly: a join or leave logged
 // between reading the rooms and registering would otherwise never be
-// applied. So both come from one database snapshot; if the hub has handed
+// applied. So both come from one database snapshot. If the hub has handed
 // out events past it meanwhile, the user's own membership changes up to
-// the hub's position are read from the log and applied before the
-// subscriber is registered (under the hub's lock, if the hub keeps
-// outrunning that), and if the hub is behind it (a replica that has not
-// caught up), the subscriber skips what its snapshot already holds.
+// the hub's position are applied before the subscriber is registered: from
+// the hub's record of recent member events (memory only, under the hub's
+// lock) when it reaches back to the snapshot, else read from the log
+// without the lock, and tried again from there. If the hub is behind the
+// snapshot (a replica that has not caught up), the subscriber skips what
+// its snapshot already holds.
 func (h *Hub) subscribe(ctx context.Context, userID id.UserID, parked *parkedConn) (*subscriber, int64, map[id.RoomID]struct{}, error) {
 	if h.userStreams(userID) >= h.cfg.MaxPerUser {
 		h.userStreamsRefused.Add(1)
 		return nil, 0, nil, errTooManyStreams
+	}
+	if !h.Running() {
+		return nil, 0, nil, ErrHubNotRunning
 	}
 	snap, err := h.db.EventLog.StreamSnapshot(ctx, userID)
 	if err != nil {
@@ -450,33 +511,46 @@ func (h *Hub) subscribe(ctx context.Context, userID id.UserID, parked *parkedCon
 		rooms[roomID] = struct{}{}
 	}
 	pos := snap.Position
-	const unlockedAttempts = 3
 	for attempt := 1; ; attempt++ {
 		if h.hooks.beforeRegister != nil {
 			h.hooks.beforeRegister(attempt)
 		}
 		h.mu.Lock()
+		if !h.following {
+			h.mu.Unlock()
+			return nil, 0, nil, ErrHubNotRunning
+		}
 		hubPos := h.position
-		if hubPos > pos && attempt > unlockedAttempts {
-			// The hub keeps moving: catch up while it waits.
-			err = h.applyOwnMembership(ctx, userID, rooms, pos, hubPos)
+		if hubPos > pos && h.recent.covers(pos) {
+			h.recent.apply(userID, rooms, pos, hubPos)
 			pos = hubPos
 		}
-		if err == nil && hubPos <= pos {
+		if hubPos <= pos {
 			sub, err := h.registerLocked(userID, rooms, pos, parked)
 			h.mu.Unlock()
 			return sub, pos, rooms, err
 		}
 		h.mu.Unlock()
-		if err == nil {
-			err = h.applyOwnMembership(ctx, userID, rooms, pos, hubPos)
-			pos = hubPos
+		if attempt == maxRegisterAttempts {
+			return nil, 0, nil, errHubOutran
 		}
-		if err != nil {
+		if err := h.applyOwnMembership(ctx, userID, rooms, pos, hubPos); err != nil {
 			return nil, 0, nil, err
 		}
+		pos = hubPos
 	}
 }
+
+// errHubOutran: the hub kept handing out more member events than it
+// records while a new stream read the log to catch up with it; the stream
+// is refused and the client retries.
+var errHubOutran = errors.New("the hub moved on faster than a new stream could catch up")
+
+// maxRegisterAttempts bounds the reads of the log a new stream makes to
+// catch up with the hub: each read brings it to where the hub stood, and
+// only more than recentMemberEvents member events during one read send it
+// round again.
+const maxRegisterAttempts = 8
 
 // applyOwnMembership applies to rooms what userID's own member events
 // logged after position after, up to upTo, changed.
@@ -550,6 +624,7 @@ func (h *Hub) dropLocked(sub *subscriber, reason string) {
 func (h *Hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.following = false
 	for _, set := range h.byUser {
 		for sub := range set {
 			h.dropLocked(sub, "shutting down")

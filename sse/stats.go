@@ -23,6 +23,8 @@ type Stats struct {
 	UserStreams uint64
 	// CutOffSlow: streams cut off because buffer events waited for them.
 	CutOffSlow uint64
+	// Restarts: times the hub failed to follow the log and tried again.
+	Restarts uint64
 }
 
 // Stats returns the hub's counts.
@@ -33,5 +35,6 @@ func (h *Hub) Stats() Stats {
 		BridgeRate:  h.limits.bridgeRefused.Load(),
 		UserStreams: h.userStreamsRefused.Load(),
 		CutOffSlow:  h.cutOffSlow.Load(),
+		Restarts:    h.restarts.Load(),
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"golang.org/x/sys/unix"
 	"maunium.net/go/mautrix/event"
 
@@ -21,46 +23,89 @@ import (
 // TestMembershipChangedWhileAStreamOpens: joins and leaves logged (and
 // handed out by the hub) after a new stream read where it starts, but
 // before it registered, are applied to it: the user sees the room it
-// joined and nothing more of the room it left. Changes at every attempt
-// also make the stream catch up while holding the hub still.
+// joined and nothing more of the room it left. Caught up from the hub's
+// record of recent member events when it reaches back far enough (ring
+// default), else from the log, read without the hub's lock and again while
+// the hub keeps moving (ring 1: two changes at each of two attempts).
 func TestMembershipChangedWhileAStreamOpens(t *testing.T) {
-	for _, pushes := range []int{1, 4} {
-		t.Run(fmt.Sprintf("changes=%d", pushes), func(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		perAttempt int
+		ring       int
+		fromLog    bool
+	}{
+		{"memory", 4, recentMemberEvents, false},
+		{"log", 2, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			bothModes(t, func(t *testing.T, cfg Config) {
 				var f *hubFixture
-				errs := make(chan error, 8)
-				// Each attempt to register: one change of the user's own
-				// membership, handed out by the hub before the attempt.
 				changes := [][]string{{"!a", "leave"}, {"!c", "join"}, {"!d", "join"}, {"!b", "leave"}}
+				rounds := len(changes) / tc.perAttempt
+				errs := make(chan error, rounds)
+				var attempts atomic.Int64
 				f = newHubFixture(t, cfg, func(h *Hub, _ *httptest.Server) {
+					h.recent.size = tc.ring
 					h.hooks.beforeRegister = func(attempt int) {
-						if attempt <= pushes {
-							c := changes[attempt-1]
-							_, err := f.pushErr(membership(c[0], "@u:test", event.Membership(c[1])))
-							errs <- err
+						attempts.Store(int64(attempt))
+						if attempt > rounds {
+							return
 						}
+						var events []*database.LoggedEvent
+						for _, c := range changes[(attempt-1)*tc.perAttempt : attempt*tc.perAttempt] {
+							events = append(events, membership(c[0], "@u:test", event.Membership(c[1])))
+						}
+						// A message in each room joined so far: logged
+						// while the stream registers, it must reach it
+						// once, through the catch-up or live.
+						for _, c := range changes[:attempt*tc.perAttempt] {
+							if c[1] == "join" {
+								events = append(events, message(c[0], fmt.Sprintf("during %d in %s", attempt, c[0])))
+							}
+						}
+						_, err := f.pushErr(events...)
+						errs <- err
 					}
 				})
-				f.push(t, membership("!a", "@u:test", event.MembershipJoin), membership("!b", "@u:test", event.MembershipJoin))
-				frames, _ := f.open(t, "@u:test", "")
-				for range pushes {
+				joined := f.push(t, membership("!a", "@u:test", event.MembershipJoin), membership("!b", "@u:test", event.MembershipJoin))
+				frames, _ := f.open(t, "@u:test", fmt.Sprint(joined[1].Position))
+				for range rounds {
 					if err := <-errs; err != nil {
 						t.Fatal(err)
 					}
 				}
-				want := map[string]bool{"!a": false, "!b": true, "!c": false, "!d": false}
-				for _, c := range changes[:pushes] {
-					want[c[0]] = c[1] == "join"
+				if got := attempts.Load(); (got > 1) != tc.fromLog {
+					t.Fatalf("registered at attempt %d; from the log: %v", got, tc.fromLog)
 				}
 				for _, room := range []string{"!a", "!b", "!c", "!d"} {
 					f.push(t, message(room, "in "+room))
 				}
-				for _, room := range []string{"!a", "!b", "!c", "!d"} {
-					if !want[room] {
-						continue
+				// Own membership, the messages logged while it registered,
+				// then the live ones of the rooms it is in, each once.
+				var want []string
+				for k := 1; k <= rounds; k++ {
+					for _, c := range changes[(k-1)*tc.perAttempt : k*tc.perAttempt] {
+						want = append(want, c[1]+" "+c[0])
 					}
-					if got := next(t, frames); !strings.Contains(got.data, "in "+room) {
-						t.Fatalf("got %+v, want the message in %s (a room left while the stream opened leaked?)", got, room)
+					for _, c := range changes[:k*tc.perAttempt] {
+						if c[1] == "join" {
+							want = append(want, fmt.Sprintf("during %d in %s", k, c[0]))
+						}
+					}
+				}
+				want = append(want, "in !c", "in !d")
+				for _, w := range want {
+					got := next(t, frames)
+					var desc string
+					if got.event == "m.room.member" {
+						var p Payload
+						_ = json.Unmarshal([]byte(got.data), &p)
+						desc = gjsonString(p.Event, "content.membership") + " " + p.RoomID.String()
+					} else {
+						desc = gjsonString([]byte(got.data), "event.content.body")
+					}
+					if desc != w {
+						t.Fatalf("got %q (%+v), want %q (lost, repeated, or a left room leaked?)", desc, got, w)
 					}
 				}
 				expectNone(t, frames)
@@ -196,3 +241,5 @@ func TestMassJoinNeverCutsAStreamOff(t *testing.T) {
 		}
 	})
 }
+
+func gjsonString(raw []byte, path string) string { return gjson.GetBytes(raw, path).String() }

@@ -168,6 +168,7 @@ func run(name string, sc scenario) error {
 	hub := sse.NewHub(db, sse.Config{Heartbeat: 25 * time.Second, Buffer: 256, MaxPerUser: 10, ConnectRate: 1e6, ConnectBurst: 1e6, Park: true, Writers: writers}, zerolog.Nop())
 	as.Sink = sink{hub}
 	go func() { _ = hub.Run(ctx) }()
+	<-hub.Started() // streams are refused until the hub follows the log
 	r := mux.NewRouter()
 	as.Register(r)
 	// The stream as the client API serves it, minus authentication.

@@ -86,6 +86,7 @@ func measure(n int, park bool) error {
 	}
 	hub := sse.NewHub(db, sse.Config{Heartbeat: 25 * time.Second, Buffer: 256, MaxPerUser: n, ConnectRate: 1e6, ConnectBurst: 1e6, Park: park, Writers: 4}, zerolog.Nop())
 	go func() { _ = hub.Run(ctx) }()
+	<-hub.Started() // streams are refused until the hub follows the log
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

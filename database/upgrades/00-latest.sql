@@ -47,6 +47,9 @@ CREATE TABLE event_log (
 );
 -- only: postgres
 CREATE INDEX event_log_room_idx ON event_log (room_id, stream_pos);
+-- A room's state event of one type and key as of a stream position (see
+-- 08-safety.sql); only state events are indexed.
+CREATE INDEX event_log_state_idx ON event_log (room_id, event_type, state_key, stream_pos) WHERE state_key IS NOT NULL;
 
 -- SQLite finds a room's events by a chain instead of an index on (room_id,
 -- stream_pos): room_head holds each room's newest event, and each event

@@ -93,3 +93,9 @@ CREATE TABLE lease (
     token      BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
+
+-- A room's state event of one type and key as of a stream position (a
+-- resumed stream shows a user only what their membership and the room's
+-- history visibility let them see at each position). Only state events are
+-- indexed: messages, the bulk of the log, cost no write here.
+CREATE INDEX event_log_state_idx ON event_log (room_id, event_type, state_key, stream_pos) WHERE state_key IS NOT NULL;

@@ -1449,7 +1449,7 @@ export interface paths {
                         "application/json": components["schemas"]["LimitExceeded"];
                     };
                 };
-                /** @description Too many new streams bridge-wide, or this user has too many open (M_LIMIT_EXCEEDED); Retry-After and retry_after_ms say when to retry */
+                /** @description Too many new streams bridge-wide, or this user has too many open, or the stream hub is not following the event log right now (starting, or retrying after a database failure) (M_LIMIT_EXCEEDED); Retry-After and retry_after_ms say when to retry */
                 503: {
                     headers: {
                         [name: string]: unknown;
