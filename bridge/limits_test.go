@@ -104,6 +104,12 @@ func TestClientRateLimits(t *testing.T) {
 	if refused.retryAfterMS < 900_000 || refused.retryAfterMS > 1_000_000 {
 		t.Errorf("send retry_after_ms = %d, want about 1000 s", refused.retryAfterMS)
 	}
+	// The bucket is the user's, not the token's: a fresh token does not
+	// start a fresh one.
+	fresh := mintJWT(t, jwtSecret, tenant, "ada", time.Hour+time.Minute)
+	if a := callLimited(t, b, fresh, "PUT", room+"/send/flood-fresh", map[string]string{"body": "fresh token"}); !a.isRetryLater() {
+		t.Fatalf("send with a fresh token of the limited user: %+v", a)
+	}
 	adaID := fmt.Sprintf("@openmeet_%s_ada:%s", tenant, hs.ServerName)
 	if entry, err := b.DB.Outbox.ByTxn(context.Background(), id.UserID(adaID), "flood-4"); err != nil || entry != nil {
 		t.Fatalf("the refused send was stored: %+v %v", entry, err)
@@ -149,7 +155,7 @@ func TestClientRateLimits(t *testing.T) {
 
 	_, metrics := get(t, "http://"+b.Addr().String()+"/metrics")
 	for _, want := range []string{
-		`openmeet_client_refused_total{action="send",reason="rate"} 1`,
+		`openmeet_client_refused_total{action="send",reason="rate"} 2`,
 		`openmeet_client_refused_total{action="typing",reason="rate"} 1`,
 		`openmeet_client_refused_total{action="receipt",reason="rate"} 1`,
 		`openmeet_client_refused_total{action="ticket",reason="rate"} 1`,
