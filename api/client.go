@@ -42,6 +42,7 @@ type ClientConfig struct {
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	Stream         sse.Config    `yaml:"stream"`
 	Media          media.Config  `yaml:"media"`
+	Limits         LimitsConfig  `yaml:"limits"`
 }
 
 // Client serves the API browsers use: rooms, history, sending, and the
@@ -55,6 +56,7 @@ type Client struct {
 	hub      *sse.Hub
 	media    *media.Service
 	typing   typingCache
+	limits   *limiters
 	log      zerolog.Logger
 }
 
@@ -64,7 +66,7 @@ func NewClient(cfg *ClientConfig, db *database.Database, portals *portal.Registr
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, verifier: verifier, db: db, portals: portals, outbox: outbox, hub: hub,
+	return &Client{cfg: cfg, verifier: verifier, db: db, portals: portals, outbox: outbox, hub: hub, limits: newLimiters(cfg.Limits),
 		log: log.With().Str("component", "client_api").Logger()}, nil
 }
 
@@ -82,19 +84,21 @@ func (c *Client) Register(r *mux.Router) {
 	sub.Use(c.cors)
 	sub.Methods(http.MethodOptions).HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	auth := func(h http.HandlerFunc) http.Handler { return c.authenticate(h, false) }
-	sub.Handle("/events/ticket", auth(c.postTicket)).Methods(http.MethodPost)
+	// Each user's rate limits (ratelimit.go) apply after authentication.
+	limited := func(a Action, h http.HandlerFunc) http.Handler { return auth(c.limited(a, h)) }
+	sub.Handle("/events/ticket", limited(ActionTicket, c.postTicket)).Methods(http.MethodPost)
 	sub.Handle("/events", c.authenticate(c.getEvents, true)).Methods(http.MethodGet)
 	sub.Handle("/rooms", auth(c.getRooms)).Methods(http.MethodGet)
 	sub.Handle("/whoami", auth(c.getWhoami)).Methods(http.MethodGet)
 	room := "/rooms/{kind:events|groups}/{slug}"
 	sub.Handle(room, auth(c.getRoom)).Methods(http.MethodGet)
 	sub.Handle(room+"/messages", auth(c.getMessages)).Methods(http.MethodGet)
-	sub.Handle(room+"/send/{txnId}", auth(c.putSend)).Methods(http.MethodPut)
-	sub.Handle(room+"/edit/{txnId}", auth(c.putEdit)).Methods(http.MethodPut)
-	sub.Handle(room+"/react/{txnId}", auth(c.putReact)).Methods(http.MethodPut)
-	sub.Handle(room+"/redact/{txnId}", auth(c.putRedact)).Methods(http.MethodPut)
-	sub.Handle(room+"/typing", auth(c.putTyping)).Methods(http.MethodPut)
-	sub.Handle(room+"/receipt", auth(c.postReceipt)).Methods(http.MethodPost)
+	sub.Handle(room+"/send/{txnId}", limited(ActionSend, c.putSend)).Methods(http.MethodPut)
+	sub.Handle(room+"/edit/{txnId}", limited(ActionEdit, c.putEdit)).Methods(http.MethodPut)
+	sub.Handle(room+"/react/{txnId}", limited(ActionReact, c.putReact)).Methods(http.MethodPut)
+	sub.Handle(room+"/redact/{txnId}", limited(ActionRedact, c.putRedact)).Methods(http.MethodPut)
+	sub.Handle(room+"/typing", limited(ActionTyping, c.putTyping)).Methods(http.MethodPut)
+	sub.Handle(room+"/receipt", limited(ActionReceipt, c.postReceipt)).Methods(http.MethodPost)
 	c.registerMedia(sub, auth)
 	for _, path := range []string{"/events/ticket", "/events", "/rooms", room, room + "/messages", room + "/send/{txnId}",
 		room + "/edit/{txnId}", room + "/react/{txnId}", room + "/redact/{txnId}", room + "/typing", room + "/receipt"} {

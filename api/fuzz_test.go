@@ -87,6 +87,12 @@ func startFuzzBridge(f *testing.F) *fuzzBridge {
 	cfg.ClientAPI.JWT.Secrets = []string{fuzzJWTSecret}
 	cfg.ClientAPI.SendWait = time.Millisecond
 	cfg.ClientAPI.MaxBodyBytes = fuzzMaxBody
+	// Bodies are fuzzed here, not the per-user limits: out of their way.
+	l := &cfg.ClientAPI.Limits
+	for _, lim := range []*api.RateLimit{&l.Send, &l.Edit, &l.React, &l.Redact, &l.Upload, &l.Typing, &l.Receipt, &l.Ticket} {
+		*lim = api.RateLimit{Rate: 1e6, Burst: 100_000}
+	}
+	l.MaxPendingOutbox = 1 << 30
 	if err := cfg.Validate(); err != nil {
 		f.Fatal(err)
 	}

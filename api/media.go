@@ -30,7 +30,7 @@ func (c *Client) SetMedia(m *media.Service) { c.media = m }
 // registerMedia mounts the media endpoints on the client API's router.
 func (c *Client) registerMedia(sub *mux.Router, auth func(http.HandlerFunc) http.Handler) {
 	room := "/rooms/{kind:events|groups}/{slug}/upload/{txnId}"
-	sub.Handle(room, auth(c.putUpload)).Methods(http.MethodPut)
+	sub.Handle(room, auth(c.limited(ActionUpload, c.putUpload))).Methods(http.MethodPut)
 	sub.Handle("/media/config", auth(c.getMediaConfig)).Methods(http.MethodGet)
 	file := "/{server}/{mediaId}"
 	sub.HandleFunc("/media/download"+file, c.getMedia(media.Download)).Methods(http.MethodGet, http.MethodHead)

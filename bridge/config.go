@@ -190,7 +190,7 @@ func validateClientAPI(c *api.ClientConfig) error {
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("client_api.max_body_bytes: must be at least 1024"))
 	}
-	errs = append(errs, c.Media.Validate())
+	errs = append(errs, c.Media.Validate(), c.Limits.Validate())
 	s := c.Stream
 	if s.Heartbeat <= 0 || s.Heartbeat > 30*time.Second {
 		errs = append(errs, errors.New("client_api.stream.heartbeat: must be between 0 and 30s"))

@@ -298,3 +298,45 @@ permissions:
 		t.Fatalf("empty overlay changed the example: %v", err)
 	}
 }
+
+// TestClientLimitsConfig: client_api.limits keeps its defaults for what a
+// file leaves out, and refuses what would amount to no limit or none at
+// all, naming the key.
+func TestClientLimitsConfig(t *testing.T) {
+	t.Parallel()
+	const enabled = "client_api:\n    enabled: true\n    jwt:\n        secrets: [\"jwt_0123456789abcdef0123456789abcdef\"]\n"
+	parse := func(t *testing.T, limits string) (*Config, error) {
+		t.Helper()
+		cfg, err := ParseConfig(exampleConfig(t), []byte(validConfig+enabled+limits))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, cfg.Validate()
+	}
+	cfg, err := parse(t, "    limits:\n        send: {rate: 10}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.ClientAPI.Limits
+	if l.Send.Rate != 10 || l.Send.Burst != 60 || l.Typing.Rate != 1 || l.Typing.Burst != 10 || l.MaxPendingOutbox != 100 {
+		t.Fatalf("a partial limits section lost defaults: %+v", l)
+	}
+	for _, tt := range []struct{ name, limits, wantKey string }{
+		{"zero rate", "        send: {rate: 0}\n", "client_api.limits.send.rate"},
+		{"negative rate", "        upload: {rate: -1}\n", "client_api.limits.upload.rate"},
+		{"infinite rate", "        typing: {rate: .inf}\n", "client_api.limits.typing.rate"},
+		{"not a number", "        receipt: {rate: .nan}\n", "client_api.limits.receipt.rate"},
+		{"zero burst", "        ticket: {burst: 0}\n", "client_api.limits.ticket.burst"},
+		{"huge burst", "        react: {burst: 1000000}\n", "client_api.limits.react.burst"},
+		{"zero outbox cap", "        max_pending_outbox: 0\n", "client_api.limits.max_pending_outbox"},
+		{"negative outbox cap", "        max_pending_outbox: -5\n", "client_api.limits.max_pending_outbox"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parse(t, "    limits:\n"+tt.limits)
+			if err == nil || !strings.Contains(err.Error(), tt.wantKey) {
+				t.Fatalf("want an error naming %s, got %v", tt.wantKey, err)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/openmeet-team/openmeet-bridge/api"
 	"github.com/openmeet-team/openmeet-bridge/database"
 	"github.com/openmeet-team/openmeet-bridge/sse"
 )
@@ -55,6 +56,26 @@ func (b *Bridge) registerMetrics() {
 
 	b.metrics.MustRegister(newDatabaseCollector(b.DB))
 	b.registerStreamMetrics()
+	b.registerLimitMetrics()
+}
+
+// registerLimitMetrics counts the client API requests refused by a
+// per-user limit. Every series exists from the start, at zero.
+func (b *Bridge) registerLimitMetrics() {
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "openmeet_client_refused_total",
+		Help: "Client API requests refused with 429 by a per-user limit (client_api.limits), by action and reason: rate (the action's bucket) or outbox_full (max_pending_outbox).",
+	}, []string{"action", "reason"})
+	for _, action := range api.LimitedActions {
+		refused.WithLabelValues(string(action), api.RefusedRate)
+		if action.FillsOutbox() {
+			refused.WithLabelValues(string(action), api.RefusedOutboxFull)
+		}
+	}
+	b.metrics.MustRegister(refused)
+	if b.Client != nil {
+		b.Client.ObserveRefusals(func(action api.Action, reason string) { refused.WithLabelValues(string(action), reason).Inc() })
+	}
 }
 
 // registerStreamMetrics exports the event stream hub's state; with the

@@ -138,7 +138,10 @@ const (
 	dropOutboxQuery    = `DELETE FROM outbox WHERE id = $1 AND state <> 'sent'`
 	waitingOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox WHERE state <> 'sent' ORDER BY id LIMIT $1`
 	countWaitingQuery  = `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`
-	backlogQuery       = `SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox WHERE state = 'pending'`
+	// Counts up to $2 rows, through outbox_user_pending_idx: the cost
+	// stays small however many messages the user sent before.
+	countPendingOfUserQuery = `SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE user_id = $1 AND state = 'pending' LIMIT $2) AS p`
+	backlogQuery            = `SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox WHERE state = 'pending'`
 	// The echo of a sent message: the homeserver has it, whatever became
 	// of the send's answer. Ending the claim fences off the worker that
 	// sent it. A failed entry whose echo arrives was sent after all.
@@ -274,6 +277,13 @@ func (q *OutboxQuery) Waiting(ctx context.Context, limit int) ([]*OutboxEntry, e
 // Depth is the number of entries waiting to be delivered.
 func (q *OutboxQuery) Depth(ctx context.Context) (n int64, err error) {
 	err = q.db.QueryRow(ctx, countWaitingQuery).Scan(&n)
+	return
+}
+
+// PendingOf is the number of a user's entries waiting to be delivered,
+// counted up to limit.
+func (q *OutboxQuery) PendingOf(ctx context.Context, userID id.UserID, limit int) (n int, err error) {
+	err = q.db.QueryRow(ctx, countPendingOfUserQuery, userID, limit).Scan(&n)
 	return
 }
 

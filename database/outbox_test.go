@@ -529,3 +529,52 @@ func TestOutboxHSTxnIDs(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxPendingOf: a user's waiting entries, counted up to the limit,
+// through the partial index whatever else the user has sent.
+func TestOutboxPendingOf(t *testing.T) {
+	engines(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		pending := func(user string, limit int) int {
+			t.Helper()
+			n, err := db.Outbox.PendingOf(ctx, id.UserID(user), limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := pending("@u:test", 10); n != 0 {
+			t.Fatalf("no entries: %d pending", n)
+		}
+		for i := range 4 {
+			addEntry(t, db, "@u:test", fmt.Sprintf("!r%d", i), fmt.Sprintf("t%d", i))
+		}
+		addEntry(t, db, "@other:test", "!r0", "o")
+		if n := pending("@u:test", 10); n != 4 {
+			t.Fatalf("%d pending, want 4", n)
+		}
+		if n := pending("@u:test", 3); n != 3 {
+			t.Fatalf("counted up to 3: %d", n)
+		}
+		// Sent and failed entries no longer wait.
+		_, claimed := claimIDs(t, db, 10, time.Minute)
+		for _, e := range claimed {
+			switch e.TxnID {
+			case "t0":
+				if err := db.Outbox.MarkSent(ctx, e, "$sent"); err != nil {
+					t.Fatal(err)
+				}
+			case "t1":
+				if err := db.Outbox.MarkFailed(ctx, e, "refused"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if n := pending("@u:test", 10); n != 2 {
+			t.Fatalf("after one sent and one failed: %d pending, want 2", n)
+		}
+		if n := pending("@other:test", 10); n != 1 {
+			t.Fatalf("the other user: %d pending, want 1", n)
+		}
+	})
+}

@@ -204,6 +204,9 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due_idx ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_queue_idx ON outbox (user_id, room_id, state, id);
+-- Each user's waiting entries, counted before a send is accepted
+-- (client_api.limits.max_pending_outbox).
+CREATE INDEX outbox_user_pending_idx ON outbox (user_id) WHERE state = 'pending';
 
 -- Single-use tickets for EventSource, which cannot send headers. Only a
 -- hash is stored.

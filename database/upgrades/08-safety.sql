@@ -16,6 +16,10 @@ UPDATE outbox SET hs_txn_id = 'om' || id;
 -- entry's result. Empty for entries made before.
 ALTER TABLE outbox ADD COLUMN request_digest TEXT NOT NULL DEFAULT '';
 
+-- Each user's waiting entries, counted before a send is accepted
+-- (client_api.limits.max_pending_outbox).
+CREATE INDEX outbox_user_pending_idx ON outbox (user_id) WHERE state = 'pending';
+
 -- Each place an event names a file in a structured field (a message's url
 -- or thumbnail, an edit's new content, a room or member avatar), recorded
 -- at ingest. A file is served to members of a room that has a row for it.

@@ -36,6 +36,12 @@ function notify(text) {
 }
 const reason = (err) => (err && err.message) || String(err);
 
+// limitedFor is how long the bridge asked to wait when it refused a request
+// for going over the user's limits (429 M_LIMIT_EXCEEDED), in whole
+// seconds, or 0 for any other error.
+const limitedFor = (err) =>
+  err && err.status === 429 && err.errcode === "M_LIMIT_EXCEEDED" && err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : 0;
+
 // ---- sign-in ----
 
 async function signIn(token) {
@@ -483,6 +489,8 @@ function onQueue(u) {
   if (u.item.action !== "send" || !state.view || !isOpen(u.item)) {
     const what = { send: "Message", edit: "Edit", react: "Reaction", redact: "Removal" }[u.item.action];
     if (u.state === "failed") notify(what + " not sent: " + u.error.message);
+    // The queue waits as long as the bridge asked, then sends again.
+    else if (u.state === "retrying" && limitedFor(u.error)) notify(what + ": too many at once; sending again in " + Math.ceil(u.retryInMs / 1000) + " s");
     return;
   }
   const li = state.view.pending.get(u.item.txnId);
@@ -491,7 +499,11 @@ function onQueue(u) {
       addPending(u.item.txnId, String(u.item.body.body ?? ""));
       break;
     case "retrying":
-      if (li) li.querySelector(".state").textContent = navigator.onLine ? "retrying…" : "waiting for the network…";
+      if (li) {
+        li.querySelector(".state").textContent = limitedFor(u.error)
+          ? "too many messages at once; sending again in " + Math.ceil(u.retryInMs / 1000) + " s…"
+          : navigator.onLine ? "retrying…" : "waiting for the network…";
+      }
       break;
     case "accepted":
       // 200: Synapse has it (the echo may still be on its way); 202: the
@@ -572,7 +584,9 @@ async function sendFiles(files) {
         li.classList.add("failed");
         li.querySelector(".state").textContent = "not sent: " + reason(err);
       }
-      notify("File not sent: " + reason(err));
+      // The client already waited and tried again a few times.
+      const wait = limitedFor(err);
+      notify("File not sent: " + reason(err) + (wait ? " (try again in " + wait + " s)" : ""));
     }
   }
 }

@@ -103,6 +103,23 @@ function parseRetryAfter(value, now = Date.now()) {
   if (Number.isNaN(at)) return void 0;
   return Math.max(0, at - now);
 }
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
 var Waker = class {
   wakers = /* @__PURE__ */ new Set();
   wait(ms, signal) {
@@ -197,6 +214,20 @@ function errorFrom(resp, body, now = Date.now()) {
     message += ": " + body.trim().slice(0, 200);
   }
   return new BridgeError(resp.status, errcode, message, body, retryAfterMs);
+}
+async function retryRateLimited(attempt, opts = {}, signal) {
+  const retries = opts.retries ?? 3;
+  const maxWaitMs = opts.maxWaitMs ?? 6e4;
+  for (let tried = 0; ; tried++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof BridgeError) || err.status !== 429 || err.errcode !== ErrCode.LimitExceeded) throw err;
+      const wait = err.retryAfterMs;
+      if (tried >= retries || wait === void 0 || wait > maxWaitMs) throw err;
+      await sleep(wait, signal);
+    }
+  }
 }
 
 // src/provisioning.ts
@@ -1193,7 +1224,8 @@ var ChatClient = class extends Emitter {
       headers: { "Content-Type": file.type || "application/octet-stream" }
     };
     if (opts.signal) spec.signal = opts.signal;
-    return (await sendAuthed(this.fetchImpl, this.baseUrl, this.tokens, spec)).body;
+    const attempt = () => sendAuthed(this.fetchImpl, this.baseUrl, this.tokens, spec);
+    return (await retryRateLimited(attempt, this.opts.rateLimitRetry, opts.signal)).body;
   }
   /** What may be uploaded: the size limit (the bridge's or Synapse's, the smaller) and the allowed types. */
   async mediaConfig() {
@@ -1221,12 +1253,16 @@ var ChatClient = class extends Emitter {
     return this.queue.enqueue({ kind: pathKind(room.kind), slug: room.slug }, action, body, txnId);
   }
   sendItem(item) {
-    return this.call("PUT", `/rooms/${seg(item.room.kind)}/${seg(item.room.slug)}/${item.action}/${seg(item.txnId)}`, item.body);
+    return this.callOnce("PUT", `/rooms/${seg(item.room.kind)}/${seg(item.room.slug)}/${item.action}/${seg(item.txnId)}`, item.body);
   }
   async get(path) {
     return (await this.call("GET", path)).body;
   }
+  /** A request, tried again after a 429's wait (opts.rateLimitRetry). */
   call(method, path, body, query) {
+    return retryRateLimited(() => this.callOnce(method, path, body, query), this.opts.rateLimitRetry);
+  }
+  callOnce(method, path, body, query) {
     const spec = { method, path: clientPrefix + path };
     if (body !== void 0) spec.body = body;
     if (query !== void 0) spec.query = query;

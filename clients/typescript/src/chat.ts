@@ -3,7 +3,7 @@
 import { sendAuthed, TokenSource, type TokenProvider } from "./auth.js";
 import { Emitter } from "./emitter.js";
 import { toChatEvent, StreamEventName, type ChatEvent, type ChatEventKind } from "./events.js";
-import { seg, type FetchLike } from "./http.js";
+import { retryRateLimited, seg, type FetchLike, type RateLimitRetry } from "./http.js";
 import { SendQueue, newTxnId, roomKey, type QueueOptions, type QueueStorage, type QueueUpdate, type QueuedItem, type SendResult } from "./queue.js";
 import { MemoryQueueStorage } from "./storage/memory.js";
 import { EventStream, type StreamOptions, type StreamStatus } from "./stream.js";
@@ -37,6 +37,14 @@ export interface ChatClientOptions {
   stream?: StreamOptions;
   /** The send queue: its storage (default in memory) and retry backoff. */
   queue?: QueueOptions & { storage?: QueueStorage };
+  /**
+   * Requests refused with 429 M_LIMIT_EXCEEDED (the bridge's per-user
+   * limits) are tried again after the wait the bridge names, this many
+   * times (default 3, waits up to 60 s each); then the BridgeError, with
+   * its retryAfterMs, is thrown. The send queue does not use this: it
+   * waits at least retryAfterMs before each retry, however many.
+   */
+  rateLimitRetry?: RateLimitRetry;
   /** Abort a request (not the stream) after this many ms (default 30000). */
   requestTimeoutMs?: number;
   /** Reconnect and resend at once when the browser comes back online (default true). */
@@ -300,7 +308,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       headers: { "Content-Type": file.type || "application/octet-stream" },
     };
     if (opts.signal) spec.signal = opts.signal;
-    return (await sendAuthed<UploadResponse>(this.fetchImpl, this.baseUrl, this.tokens, spec)).body;
+    const attempt = () => sendAuthed<UploadResponse>(this.fetchImpl, this.baseUrl, this.tokens, spec);
+    return (await retryRateLimited(attempt, this.opts.rateLimitRetry, opts.signal)).body;
   }
 
   /** What may be uploaded: the size limit (the bridge's or Synapse's, the smaller) and the allowed types. */
@@ -335,14 +344,20 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   private sendItem(item: QueuedItem) {
-    return this.call<SendResponse | undefined>("PUT", `/rooms/${seg(item.room.kind)}/${seg(item.room.slug)}/${item.action}/${seg(item.txnId)}`, item.body);
+    // Once: the queue itself waits out a 429's retryAfterMs.
+    return this.callOnce<SendResponse | undefined>("PUT", `/rooms/${seg(item.room.kind)}/${seg(item.room.slug)}/${item.action}/${seg(item.txnId)}`, item.body);
   }
 
   private async get<T>(path: string): Promise<T> {
     return (await this.call<T>("GET", path)).body;
   }
 
+  /** A request, tried again after a 429's wait (opts.rateLimitRetry). */
   private call<T>(method: "GET" | "PUT" | "POST", path: string, body?: unknown, query?: Record<string, string | number | undefined>) {
+    return retryRateLimited(() => this.callOnce<T>(method, path, body, query), this.opts.rateLimitRetry);
+  }
+
+  private callOnce<T>(method: "GET" | "PUT" | "POST", path: string, body?: unknown, query?: Record<string, string | number | undefined>) {
     const spec: Parameters<typeof sendAuthed>[3] = { method, path: clientPrefix + path };
     if (body !== undefined) spec.body = body;
     if (query !== undefined) spec.query = query;

@@ -1,7 +1,7 @@
 // The one place that talks HTTP for both clients: JSON in and out, Matrix
 // errors into BridgeError, failed fetches into NetworkError.
 import { BridgeError, ErrCode, NetworkError } from "./errors.js";
-import { parseRetryAfter } from "./backoff.js";
+import { parseRetryAfter, sleep } from "./backoff.js";
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -101,4 +101,33 @@ export function errorFrom(resp: Response, body: unknown, now = Date.now()): Brid
     message += ": " + body.trim().slice(0, 200);
   }
   return new BridgeError(resp.status, errcode, message, body, retryAfterMs);
+}
+
+/** How a request refused with 429 M_LIMIT_EXCEEDED is tried again. */
+export interface RateLimitRetry {
+  /** Tries after the first (default 3); 0 throws the first 429. */
+  retries?: number;
+  /** A longer wait than this (ms, default 60000) is not waited for: the 429 is thrown. */
+  maxWaitMs?: number;
+}
+
+/**
+ * Runs attempt, and again after the wait the bridge names (retry_after_ms
+ * or Retry-After) each time it answers 429 M_LIMIT_EXCEEDED, up to
+ * opts.retries times; then, or for a wait longer than opts.maxWaitMs, the
+ * 429 is thrown with its retryAfterMs.
+ */
+export async function retryRateLimited<T>(attempt: () => Promise<T>, opts: RateLimitRetry = {}, signal?: AbortSignal): Promise<T> {
+  const retries = opts.retries ?? 3;
+  const maxWaitMs = opts.maxWaitMs ?? 60000;
+  for (let tried = 0; ; tried++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof BridgeError) || err.status !== 429 || err.errcode !== ErrCode.LimitExceeded) throw err;
+      const wait = err.retryAfterMs;
+      if (tried >= retries || wait === undefined || wait > maxWaitMs) throw err;
+      await sleep(wait, signal);
+    }
+  }
 }

@@ -35,6 +35,6 @@ export { EventStream, type StreamOptions, type StreamStatus, type StreamState, t
 export { SSEParser, type SSEFrame, type SSEHandlers } from "./sse.js";
 export { Backoff, parseRetryAfter, type BackoffOptions } from "./backoff.js";
 export type { TokenProvider } from "./auth.js";
-export type { FetchLike } from "./http.js";
+export type { FetchLike, RateLimitRetry } from "./http.js";
 export type * from "./types.js";
 export type { paths, components } from "./generated/openapi.js";

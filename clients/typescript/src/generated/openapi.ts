@@ -660,6 +660,7 @@ export interface paths {
                 404: components["responses"]["Error"];
                 409: components["responses"]["TxnConflict"];
                 413: components["responses"]["Error"];
+                429: components["responses"]["SendLimited"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
                     headers: {
@@ -724,6 +725,7 @@ export interface paths {
                 404: components["responses"]["Error"];
                 409: components["responses"]["TxnConflict"];
                 413: components["responses"]["Error"];
+                429: components["responses"]["SendLimited"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
                     headers: {
@@ -802,6 +804,7 @@ export interface paths {
                     };
                 };
                 413: components["responses"]["Error"];
+                429: components["responses"]["SendLimited"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
                     headers: {
@@ -865,6 +868,7 @@ export interface paths {
                 404: components["responses"]["Error"];
                 409: components["responses"]["TxnConflict"];
                 413: components["responses"]["Error"];
+                429: components["responses"]["SendLimited"];
                 /** @description Refused by Synapse, or Synapse unreachable */
                 502: {
                     headers: {
@@ -930,6 +934,7 @@ export interface paths {
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
                 413: components["responses"]["Error"];
+                429: components["responses"]["RateLimited"];
                 502: components["responses"]["Error"];
             };
         };
@@ -990,6 +995,7 @@ export interface paths {
                 403: components["responses"]["Error"];
                 404: components["responses"]["Error"];
                 413: components["responses"]["Error"];
+                429: components["responses"]["RateLimited"];
                 502: components["responses"]["Error"];
             };
         };
@@ -1081,6 +1087,7 @@ export interface paths {
                         "application/json": components["schemas"]["Error"];
                     };
                 };
+                429: components["responses"]["SendLimited"];
                 /** @description Refused by Synapse */
                 502: {
                     headers: {
@@ -1362,6 +1369,7 @@ export interface paths {
                 };
                 401: components["responses"]["Error"];
                 403: components["responses"]["Error"];
+                429: components["responses"]["RateLimited"];
             };
         };
         delete?: never;
@@ -1653,6 +1661,28 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description This user made too many such requests lately (client_api.limits, per replica): M_LIMIT_EXCEEDED; Retry-After and retry_after_ms say when to retry. Nothing was done. */
+        RateLimited: {
+            headers: {
+                /** @description Seconds to wait, rounded up */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["LimitExceeded"];
+            };
+        };
+        /** @description M_LIMIT_EXCEEDED; nothing was stored. Either this user made too many such requests lately (client_api.limits, per replica), or client_api.limits.max_pending_outbox of the user's messages still wait for the homeserver (a txnId already stored is answered as usual). Retry-After and retry_after_ms say when to retry. */
+        SendLimited: {
+            headers: {
+                /** @description Seconds to wait, rounded up */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["LimitExceeded"];
             };
         };
         /** @description A ghost */
