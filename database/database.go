@@ -80,6 +80,7 @@ type Database struct {
 	Tickets       *TicketQuery
 	ReadMarkers   *ReadMarkerQuery
 	MediaSpool    *MediaSpoolQuery
+	Leases        *LeaseQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -163,6 +164,7 @@ func wrap(raw *dbutil.Database) *Database {
 		Tickets:       &TicketQuery{db: raw},
 		ReadMarkers:   &ReadMarkerQuery{db: raw},
 		MediaSpool:    &MediaSpoolQuery{db: raw},
+		Leases:        newLeaseQuery(raw),
 	}
 }
 
