@@ -68,6 +68,8 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"bot in ghost namespace", "appservice:\n    bot:\n        username: openmeet_bot_x\n", "appservice.bot.username"},
 		{"bad permission level", "permissions:\n    \"@x:openmeet.test\": root\n", "permissions.@x:openmeet.test"},
 		{"bad duration", "database:\n    conn_max_lifetime: forever\n", "database.conn_max_lifetime"},
+		{"bad lease duration", "database:\n    lease_duration: long\n", "database.lease_duration"},
+		{"short lease duration", "database:\n    lease_duration: 100ms\n", "database.lease_duration"},
 		{"bad postgres uri", "database:\n    type: postgres\n    uri: \"postgres://x:y@host:notaport/db\"\n", "database.uri"},
 		{"placeholder secret", "provisioning:\n    shared_secret: generate\n", "provisioning.shared_secret"},
 		{"bad log level", "logging:\n    level: loud\n", "logging.level"},

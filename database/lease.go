@@ -58,16 +58,17 @@ type LeaseTiming struct {
 	Retry time.Duration
 }
 
-// DefaultLeaseTiming: 30 s leases, renewed every 5 s. A holder keeps going
+// DefaultLeaseTiming (database.lease_duration): 30 s leases, renewed every 5 s. A holder keeps going
 // through three failed renewals (a database restart, a failover) and
 // stops 20 s after its last success, 10 s before the lease can pass to
 // another replica: the bridge's requests to the homeserver are bounded by
 // that. A dead replica's jobs are taken over within 35 s.
-var DefaultLeaseTiming = LeaseTiming{
-	Duration: 30 * time.Second,
-	Renew:    5 * time.Second,
-	GiveUp:   20 * time.Second,
-	Retry:    5 * time.Second,
+var DefaultLeaseTiming = TimingFor(30 * time.Second)
+
+// TimingFor is the timing of leases lasting d, in DefaultLeaseTiming's
+// proportions: renewed every sixth of d, given up after two thirds.
+func TimingFor(d time.Duration) LeaseTiming {
+	return LeaseTiming{Duration: d, Renew: d / 6, GiveUp: d * 2 / 3, Retry: d / 6}
 }
 
 // Lease is a lease as its holder knows it.
