@@ -70,6 +70,8 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"ghost with permissions", "permissions:\n    \"@openmeet_acme_ada:openmeet.test\": admin\n", "permissions.@openmeet_acme_ada:openmeet.test"},
 		{"client api without audience", "client_api:\n    enabled: true\n    jwt:\n        secrets: [\"0123456789abcdef0123456789abcdef\"]\n        audience: \"\"\n", "client_api.jwt.audience"},
 		{"bad duration", "database:\n    conn_max_lifetime: forever\n", "database.conn_max_lifetime"},
+		{"bad lease duration", "database:\n    lease_duration: long\n", "database.lease_duration"},
+		{"short lease duration", "database:\n    lease_duration: 100ms\n", "database.lease_duration"},
 		{"bad postgres uri", "database:\n    type: postgres\n    uri: \"postgres://x:y@host:notaport/db\"\n", "database.uri"},
 		{"placeholder secret", "provisioning:\n    shared_secret: generate\n", "provisioning.shared_secret"},
 		{"bad log level", "logging:\n    level: loud\n", "logging.level"},

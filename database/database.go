@@ -31,6 +31,22 @@ type Config struct {
 	MaxIdleConns    int    `yaml:"max_idle_conns"`
 	ConnMaxIdleTime string `yaml:"conn_max_idle_time"`
 	ConnMaxLifetime string `yaml:"conn_max_lifetime"`
+	// LeaseDuration is how long a replica's lease on a job lasts without
+	// renewal (see LeaseTiming); empty means DefaultLeaseTiming.
+	LeaseDuration string `yaml:"lease_duration"`
+}
+
+// minLeaseDuration keeps renewals (every sixth of a lease) from being
+// more frequent than a few per second.
+const minLeaseDuration = time.Second
+
+// leaseTiming is the timing the section asks for.
+func (c *Config) leaseTiming() LeaseTiming {
+	d, err := time.ParseDuration(c.LeaseDuration)
+	if c.LeaseDuration == "" || err != nil {
+		return DefaultLeaseTiming
+	}
+	return TimingFor(d)
 }
 
 // Validate checks the section; errors name the key.
@@ -58,6 +74,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("database.%s: %q is not a duration such as 5m", key, v))
 		}
 	}
+	if c.LeaseDuration != "" {
+		if d, err := time.ParseDuration(c.LeaseDuration); err != nil {
+			errs = append(errs, fmt.Errorf("database.lease_duration: %q is not a duration such as 30s", c.LeaseDuration))
+		} else if d < minLeaseDuration {
+			errs = append(errs, fmt.Errorf("database.lease_duration: %s is shorter than %s", d, minLeaseDuration))
+		}
+	}
 	if c.MaxOpenConns < 0 || c.MaxIdleConns < 0 {
 		errs = append(errs, errors.New("database.max_open_conns, max_idle_conns: must not be negative"))
 	}
@@ -80,6 +103,7 @@ type Database struct {
 	Tickets       *TicketQuery
 	ReadMarkers   *ReadMarkerQuery
 	MediaSpool    *MediaSpoolQuery
+	Leases        *LeaseQuery
 }
 
 // Open connects to the database described by cfg. It does not migrate; call
@@ -126,6 +150,7 @@ func Open(cfg Config, log zerolog.Logger) (*Database, error) {
 	}
 	raw.UpgradeTable = dbutil.BuildUpgradeTable().WithFSPath(upgrades, "upgrades").Finish()
 	db := wrap(raw)
+	db.Leases.Timing = cfg.leaseTiming()
 	if raw.Dialect == dbutil.SQLite {
 		ctx, cancel := context.WithCancel(context.Background())
 		db.stopCheckpointer, db.checkpointerDone = cancel, make(chan struct{})
@@ -163,6 +188,7 @@ func wrap(raw *dbutil.Database) *Database {
 		Tickets:       &TicketQuery{db: raw},
 		ReadMarkers:   &ReadMarkerQuery{db: raw},
 		MediaSpool:    &MediaSpoolQuery{db: raw},
+		Leases:        newLeaseQuery(raw),
 	}
 }
 

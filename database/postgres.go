@@ -3,7 +3,6 @@ package database
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -73,54 +72,4 @@ func (db *Database) listenOnce(ctx context.Context, uri string, fn func(int64)) 
 		}
 		fn(pos)
 	}
-}
-
-// lockKey maps a name to an advisory lock key.
-func lockKey(name string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return int64(h.Sum64())
-}
-
-// Lock takes a lock named name that holds across replicas (a PostgreSQL
-// advisory lock on a connection of its own) and returns its release. On
-// SQLite there is one process, and it returns a no-op.
-func (db *Database) Lock(ctx context.Context, name string) (func(), error) {
-	if !db.IsPostgres() {
-		return func() {}, nil
-	}
-	conn, err := db.RawDB.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("failed to get a connection for lock %s: %w", name, err)
-	}
-	key := lockKey(name)
-	if _, err = conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("failed to take lock %s: %w", name, err)
-	}
-	return func() {
-		_, _ = conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key)
-		_ = conn.Close()
-	}, nil
-}
-
-// TryLock is Lock without waiting: ok is false when another replica holds
-// it.
-func (db *Database) TryLock(ctx context.Context, name string) (release func(), ok bool, err error) {
-	if !db.IsPostgres() {
-		return func() {}, true, nil
-	}
-	conn, err := db.RawDB.Conn(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	key := lockKey(name)
-	if err = conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil || !ok {
-		_ = conn.Close()
-		return nil, false, err
-	}
-	return func() {
-		_, _ = conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key)
-		_ = conn.Close()
-	}, true, nil
 }

@@ -267,8 +267,21 @@ var (
 // lockPortal serialises everything that writes one portal's room: the
 // queue's syncs and set-pl in this process, and on PostgreSQL those of other
 // replicas too. Power levels are replaced as a whole, so two writers must
-// never interleave.
-func (r *Registry) lockPortal(ctx context.Context, key database.PortalKey) (func(), error) {
+// never interleave. Across replicas it holds the portal's lease (waiting
+// for it) and returns the lease's context, which ends when the lease is
+// lost: the caller must make its requests with it, so that it stops
+// before another replica can take the lease over, and a write it began
+// has the rest of the lease (LeaseTiming's Duration - GiveUp) to land.
+//
+// A lease rather than a session advisory lock: PostgreSQL frees an
+// advisory lock the moment its session dies (a killed connection, a
+// partition), and another replica takes it at once while the holder,
+// which learns of it only at its next query on that connection, is still
+// writing to the homeserver, where nothing can be fenced. A check of the
+// lock before each write would leave the same gap between the check and
+// the write. A lease passes on only after it expired, which the holder
+// sees coming by its own clock.
+func (r *Registry) lockPortal(ctx context.Context, key database.PortalKey) (context.Context, func(), error) {
 	r.locksMu.Lock()
 	l, ok := r.locks[key]
 	if !ok {
@@ -277,12 +290,18 @@ func (r *Registry) lockPortal(ctx context.Context, key database.PortalKey) (func
 	}
 	r.locksMu.Unlock()
 	l.Lock()
-	release, err := r.db.Lock(ctx, "portal\x00"+key.Tenant+"\x00"+key.Kind+"\x00"+key.Slug)
+	held, err := r.db.Leases.Hold(ctx, portalLeaseName(key))
 	if err != nil {
 		l.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
-	return func() { release(); l.Unlock() }, nil
+	return held.Context(), func() { held.Release(); l.Unlock() }, nil
+}
+
+// portalLeaseName is the name of a portal's lease; quoting keeps the
+// names of different portals apart whatever their slugs hold.
+func portalLeaseName(key database.PortalKey) string {
+	return fmt.Sprintf("portal %q %q %q", key.Tenant, key.Kind, key.Slug)
 }
 
 // SetPowerLevel sets one user's level in a portal's room, reading and
@@ -292,7 +311,7 @@ func (r *Registry) SetPowerLevel(ctx context.Context, key database.PortalKey, us
 	if err != nil || p == nil || p.RoomID == "" {
 		return errors.Join(err, errors.New("the portal has no room"))
 	}
-	unlock, err := r.lockPortal(ctx, key)
+	ctx, unlock, err := r.lockPortal(ctx, key)
 	if err != nil {
 		return err
 	}

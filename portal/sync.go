@@ -28,13 +28,16 @@ func (r *Registry) syncPortal(ctx context.Context, key database.PortalKey) error
 	}
 	log := r.log.With().Str("tenant", key.Tenant).Str("kind", key.Kind).Str("slug", key.Slug).Logger()
 	ctx = log.WithContext(ctx)
-	unlock, err := r.lockPortal(ctx, key)
+	locked, unlock, err := r.lockPortal(ctx, key)
 	if err != nil {
 		return err
 	}
 	// Re-read under the lock: another replica may have just synced it.
-	if p, err = r.db.Portals.Get(ctx, key); err == nil {
-		err = r.applyPortal(ctx, p)
+	if p, err = r.db.Portals.Get(locked, key); err == nil {
+		err = r.applyPortal(locked, p)
+	}
+	if err != nil && ctx.Err() == nil && locked.Err() != nil {
+		err = fmt.Errorf("%w: %w", context.Cause(locked), err)
 	}
 	unlock()
 	news := r.noteResult(key, err)

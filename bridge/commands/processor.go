@@ -6,6 +6,7 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -174,25 +175,25 @@ func (p *Processor) Level(userID id.UserID) int {
 	return LevelNone
 }
 
+// leaseName is the lease of the replica that runs commands.
+const leaseName = "bot commands"
+
 // Run processes the log until ctx ends. With several replicas on one
-// PostgreSQL database only one of them runs commands (it holds a lock), so
-// every command is answered once.
+// PostgreSQL database only the one holding the bot's lease runs commands,
+// so every command is answered once; the others wait to take over.
 func (p *Processor) Run(ctx context.Context) {
-	for {
-		release, ok, err := p.db.TryLock(ctx, "bot commands")
-		if err != nil && ctx.Err() == nil {
-			p.log.Warn().Err(err).Msg("Failed to check command leadership")
-		}
-		if ok {
-			defer release()
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Second):
-		}
-	}
+	p.db.Leases.Lead(p.log.WithContext(ctx), leaseName, p.lead)
+}
+
+// Leading reports whether this replica runs the bot's commands now.
+func (p *Processor) Leading() bool { return p.leading.Load() }
+
+// lead runs commands while this replica holds the bot's lease, until ctx
+// (the lease's) ends or a store of the cursor finds the lease lost: then
+// another replica may run commands from the cursor it stored last.
+func (p *Processor) lead(ctx context.Context, lease *database.Lease) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	cursor, err := p.loadCursor(ctx)
 	if err == nil {
 		err = p.loadManagementRooms(ctx)
@@ -216,12 +217,21 @@ func (p *Processor) Run(ctx context.Context) {
 	// command answered, an invite taken or declined), so a crash runs
 	// none of them twice, unless it comes between the act and the store,
 	// as ever. Past other events, which are nearly all, it is stored every
-	// cursorSaveInterval and when Run ends: after a crash the bot reads
-	// those again and again acts on none of them, which costs a scan and
-	// nothing else.
+	// cursorSaveInterval and when leading ends: after a crash the bot
+	// reads those again and again acts on none of them, which costs a scan
+	// and nothing else. A store commits only while the lease is this
+	// replica's: once another replica took over, this one has stopped
+	// acting, and its cursor must not overwrite the new leader's.
 	saved, savedAt := cursor, time.Now()
 	save := func(ctx context.Context) {
-		if err := p.db.Bot.SetState(ctx, cursorKey, strconv.FormatInt(cursor, 10)); err != nil {
+		err := p.db.Leases.Fenced(ctx, lease, func(ctx context.Context) error {
+			return p.db.Bot.SetState(ctx, cursorKey, strconv.FormatInt(cursor, 10))
+		})
+		if errors.Is(err, database.ErrLeaseLost) {
+			p.log.Warn().Int64("token", lease.Token).Msg("Lost the bot's lease; no longer running commands")
+			stop()
+			return
+		} else if err != nil {
 			if ctx.Err() == nil {
 				p.log.Err(err).Msg("Failed to store command cursor")
 			}
@@ -253,6 +263,9 @@ func (p *Processor) Run(ctx context.Context) {
 			continue
 		}
 		for _, evt := range batch.Events {
+			if ctx.Err() != nil {
+				break // the lease is lost: act on nothing more
+			}
 			acted := p.handle(ctx, evt)
 			cursor = evt.Position
 			if acted {
