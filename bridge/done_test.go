@@ -172,7 +172,7 @@ func TestMemberCallsAnswerWhenUsable(t *testing.T) {
 		// Closing: the host, still a member, can no longer use the room
 		// right after DELETE answers 200.
 		hostToken := mintJWT(t, jwtSecret, tenant, "ada", time.Hour)
-		if code := call(t, b, hostToken, "PUT", room+"/send/before-close", map[string]string{"body": "closing"}, nil); code != 200 {
+		if code := call(t, b, hostToken, "PUT", room+"/send/before-close-"+visibility, map[string]string{"body": "closing"}, nil); code != 200 {
 			t.Fatalf("host send before close: %d", code)
 		}
 		if code := provision(t, b, "DELETE", base, nil, nil); code != 200 {

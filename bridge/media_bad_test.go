@@ -75,6 +75,10 @@ func TestMediaBadInput(t *testing.T) {
 	hs := harness.SharedSynapse(t)
 	cfg := clientConfig(t, hs)
 	cfg.ClientAPI.Media.MaxUploadBytes = 200 << 10
+	// Each bad upload counts against the user's upload bucket; this test
+	// is about what a bad upload leaves behind, not about the limit
+	// (TestClientRateLimits).
+	cfg.ClientAPI.Limits.Upload.Burst = 1000
 	b := startBridge(t, cfg)
 	eventually(t, 60*time.Second, "the bridge to be ready", func() bool { return b.HS.Ready() })
 	ada, alice, roomID := mediaRoom(t, hs, b)
